@@ -1,0 +1,282 @@
+//! The embedded SQLite store: one file in the data directory, WAL mode with
+//! `synchronous=FULL`, one writer connection on its own thread and a small reader pool.
+
+use crate::{Appended, LogHead, LogStore, LogWriter, NewEvent, Result, StoreError, StoredEvent};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use stele_core::{Event, LeafHash, Timestamp, leaf_hash};
+use uuid::Uuid;
+
+/// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+/// Readers kept open for reuse; more are opened under load and closed afterwards.
+const IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer_taken: AtomicBool,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            readers: Mutex::new(vec![conn]),
+            writer_taken: AtomicBool::new(false),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().expect("reader pool poisoned").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock().expect("reader pool poisoned");
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // FULL: the WAL is synced at every commit, so a commit that returned survives power loss.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew { found: current, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "sqlite store migrated");
+    }
+    Ok(())
+}
+
+fn leaf(bytes: Vec<u8>) -> Result<LeafHash> {
+    let hash: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a leaf hash is not 32 bytes".into()))?;
+    Ok(LeafHash(hash))
+}
+
+fn stored(seq: i64, hash: Vec<u8>, bytes: Vec<u8>) -> Result<StoredEvent> {
+    Ok(StoredEvent { seq: seq as u64, leaf_hash: leaf(hash)?, bytes })
+}
+
+fn log_id(conn: &Connection, tenant: &str) -> Result<Option<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT log_id FROM logs WHERE tenant = ?1")?;
+    Ok(stmt.query_row([tenant], |r| r.get(0)).optional()?)
+}
+
+impl LogStore for SqliteStore {
+    fn writer(&self) -> Result<Box<dyn LogWriter>> {
+        if self.writer_taken.swap(true, Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("a second writer was requested".into()));
+        }
+        let conn = Connection::open(&self.path)?;
+        configure(&conn)?;
+        let mut logs = HashMap::new();
+        {
+            let mut stmt = conn.prepare("SELECT log_id, tenant, size, last_received_at FROM logs")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })?;
+            for row in rows {
+                let (log_id, tenant, size, last) = row?;
+                let last_received_at = Timestamp::from_micros(last)
+                    .ok_or_else(|| StoreError::Corrupt(format!("log {tenant}: bad last_received_at")))?;
+                logs.insert(tenant, LogState { log_id, size: size as u64, last_received_at });
+            }
+        }
+        Ok(Box::new(SqliteWriter { conn, logs }))
+    }
+
+    fn heads(&self) -> Result<Vec<LogHead>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT tenant, size FROM logs ORDER BY tenant")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(LogHead { tenant: r.get(0)?, size: r.get::<_, i64>(1)? as u64 })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn read_range(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.with_reader(|conn| {
+            let Some(log) = log_id(conn, tenant)? else { return Ok(Vec::new()) };
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND seq >= ?2
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![log, from as i64, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            rows.map(|row| {
+                let (seq, hash, body) = row?;
+                stored(seq, hash, body)
+            })
+            .collect()
+        })
+    }
+
+    fn read_seqs(&self, tenant: &str, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
+        self.with_reader(|conn| {
+            let Some(log) = log_id(conn, tenant)? else { return Ok(Vec::new()) };
+            let mut stmt = conn.prepare_cached(
+                "SELECT leaf_hash, body FROM events WHERE log_id = ?1 AND seq = ?2",
+            )?;
+            let mut out = Vec::with_capacity(seqs.len());
+            for &seq in seqs {
+                let row = stmt
+                    .query_row(params![log, seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((hash, body)) = row {
+                    out.push(stored(seq as i64, hash, body)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<StoredEvent>> {
+        self.with_reader(|conn| {
+            let Some(log) = log_id(conn, tenant)? else { return Ok(None) };
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND id = ?2",
+            )?;
+            let row = stmt
+                .query_row(params![log, id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            row.map(|(seq, hash, body)| stored(seq, hash, body)).transpose()
+        })
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.with_reader(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LogState {
+    log_id: i64,
+    size: u64,
+    last_received_at: Timestamp,
+}
+
+struct SqliteWriter {
+    conn: Connection,
+    logs: HashMap<String, LogState>,
+}
+
+impl LogWriter for SqliteWriter {
+    fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Log states change only once the transaction commits.
+        let mut staged: HashMap<&str, LogState> = HashMap::new();
+        let mut in_batch: HashMap<(&str, Uuid), usize> = HashMap::new();
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (log_id, seq, id, leaf_hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut find = tx.prepare_cached(
+                "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND id = ?2",
+            )?;
+            for event in batch {
+                let tenant = event.tenant.as_str();
+                if !staged.contains_key(tenant) {
+                    let mut state = match self.logs.get(tenant) {
+                        Some(state) => state.clone(),
+                        None => {
+                            tx.execute("INSERT INTO logs (tenant) VALUES (?1)", [tenant])?;
+                            LogState {
+                                log_id: tx.last_insert_rowid(),
+                                size: 0,
+                                last_received_at: Timestamp::MIN,
+                            }
+                        }
+                    };
+                    state.last_received_at = state.last_received_at.max(now);
+                    staged.insert(tenant, state);
+                }
+                let state = staged.get_mut(tenant).expect("staged above");
+
+                if event.client_id {
+                    if let Some(&earlier) = in_batch.get(&(tenant, event.id)) {
+                        let first: &Appended = &out[earlier];
+                        out.push(Appended { duplicate: true, ..first.clone() });
+                        continue;
+                    }
+                    let found = find
+                        .query_row(params![state.log_id, event.id.as_bytes()], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+                        })
+                        .optional()?;
+                    if let Some((seq, hash, body)) = found {
+                        let received_at = Event::from_stored(&body)
+                            .ok()
+                            .and_then(|e| e.received_at)
+                            .ok_or_else(|| StoreError::Corrupt(format!("{tenant}/{seq}: unreadable body")))?;
+                        out.push(Appended { seq: seq as u64, received_at, leaf_hash: leaf(hash)?, duplicate: true });
+                        continue;
+                    }
+                    in_batch.insert((tenant, event.id), out.len());
+                }
+
+                let seq = state.size;
+                let received_at = state.last_received_at;
+                let bytes = event.presealed.seal(seq, received_at);
+                let hash = leaf_hash(&bytes);
+                insert.execute(params![state.log_id, seq as i64, event.id.as_bytes(), &hash.0[..], bytes])?;
+                state.size += 1;
+                out.push(Appended { seq, received_at, leaf_hash: hash, duplicate: false });
+            }
+            let mut update = tx.prepare_cached(
+                "UPDATE logs SET size = ?2, last_received_at = ?3 WHERE log_id = ?1",
+            )?;
+            for state in staged.values() {
+                update.execute(params![state.log_id, state.size as i64, state.last_received_at.as_micros()])?;
+            }
+        }
+        tx.commit()?;
+        for (tenant, state) in staged {
+            self.logs.insert(tenant.to_string(), state);
+        }
+        Ok(out)
+    }
+}
