@@ -1,1 +1,123 @@
+//! The Stele server: configuration, the sequencer (single writer with group commit), the
+//! indexer wiring and the HTTP API.
+//!
+//! Invariant: handlers never touch the store's writer; every append goes through the
+//! sequencer, and every blocking call (SQLite, tantivy) runs off the async workers.
 
+pub mod config;
+pub mod http;
+pub mod sequencer;
+
+pub use config::Config;
+
+use anyhow::Context;
+use http::AppState;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sequencer::Sequencer;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use stele_index::{Indexer, IndexerOptions, SearchIndex};
+use stele_store::LogStore;
+use stele_store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The process-wide metrics recorder (the `metrics` facade has one global recorder).
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+    let sizes = [1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full("stele_commit_batch_events".into()), &sizes)?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let handle = HANDLE.get_or_init(|| handle).clone();
+    let upkeep = handle.clone();
+    std::thread::Builder::new().name("stele-metrics".into()).spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        }
+    })?;
+    Ok(handle)
+}
+
+/// A server whose store, index and writer are open and whose socket is bound.
+pub struct Bound {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    indexer: Indexer,
+}
+
+/// Opens (creating or migrating) the store and index in `config.data`, starts the writer
+/// and the indexer, and binds the listening socket.
+pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("creating data directory {}", config.data.display()))?;
+    let store_path = config.store_path();
+    let store: Arc<dyn LogStore> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(&store_path))
+            .await?
+            .with_context(|| format!("opening the store in {}", config.data.display()))?,
+    );
+    let index_path = config.index_path();
+    let index = tokio::task::spawn_blocking(move || SearchIndex::open(&index_path)).await??;
+
+    let (index_progress, _) = watch::channel(index.progress());
+    let progress_tx = index_progress.clone();
+    let opts = IndexerOptions {
+        max_commit_interval: Duration::from_millis(config.index.max_commit_interval_ms),
+        min_commit_interval: Duration::from_millis(config.index.min_commit_interval_ms),
+        ..IndexerOptions::default()
+    };
+    let indexer = Indexer::spawn(
+        index.clone(),
+        store.clone(),
+        opts,
+        Box::new(move |progress| {
+            progress_tx.send_replace(progress.clone());
+        }),
+    )?;
+    let notifier = indexer.notifier();
+    let sequencer = Sequencer::start(
+        store.writer()?,
+        config.ingest.queue_events,
+        config.ingest.max_batch_events,
+        Box::new(move || notifier.notify()),
+    )?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let state = Arc::new(AppState { config, store, index, sequencer, index_progress, metrics: metrics_handle()? });
+    Ok(Bound { listener, state, indexer })
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound socket has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish, commits everything queued, brings the index up to date and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Bound { listener, state, indexer } = self;
+        tracing::info!(addr = %listener.local_addr()?, data = %state.config.data.display(), "stele listening");
+        let app = http::router(state.clone());
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        tracing::info!("draining the ingest queue");
+        let writer_state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            writer_state.sequencer.shutdown();
+            indexer.shutdown();
+        })
+        .await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,263 @@
+//! The indexer: one thread that tails the log store in `seq` order per log, adds each event
+//! to the index, and commits with the per-log progress as the commit's payload.
+
+use crate::schema::{self, Fields};
+use crate::{CommitPayload, Progress, Result, SCHEMA_VERSION, SearchIndex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use stele_core::Event;
+use stele_store::LogStore;
+use tantivy::{IndexWriter, TantivyDocument};
+
+#[derive(Debug, Clone)]
+pub struct IndexerOptions {
+    /// Events read from the store per step.
+    pub read_batch: usize,
+    /// Commit at least this often while events arrive.
+    pub max_commit_interval: Duration,
+    /// Once caught up, commit no more often than this (each commit writes a segment).
+    pub min_commit_interval: Duration,
+    /// How often to look for new events when nobody says there are some.
+    pub poll_interval: Duration,
+    /// Memory for the index writer's in-memory segment.
+    pub writer_memory: usize,
+}
+
+impl Default for IndexerOptions {
+    fn default() -> Self {
+        IndexerOptions {
+            read_batch: 5_000,
+            max_commit_interval: Duration::from_secs(1),
+            min_commit_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(500),
+            writer_memory: 64 << 20,
+        }
+    }
+}
+
+struct Worker {
+    index: Arc<SearchIndex>,
+    fields: Fields,
+    writer: IndexWriter<TantivyDocument>,
+    store: Arc<dyn LogStore>,
+    progress: Progress,
+    pending: usize,
+    last_commit: Instant,
+}
+
+impl Worker {
+    fn new(index: Arc<SearchIndex>, store: Arc<dyn LogStore>, opts: &IndexerOptions) -> Result<Worker> {
+        let writer = index.index.writer_with_num_threads(1, opts.writer_memory)?;
+        Ok(Worker {
+            fields: index.fields,
+            progress: index.progress(),
+            index,
+            writer,
+            store,
+            pending: 0,
+            last_commit: Instant::now(),
+        })
+    }
+
+    /// Indexes up to `limit` new events; answers how many.
+    fn step(&mut self, limit: usize) -> Result<usize> {
+        let mut done = 0;
+        for head in self.store.heads()? {
+            let next = self.progress.get(&head.tenant).copied().unwrap_or(0);
+            if head.size <= next {
+                continue;
+            }
+            let events = self.store.read_range(&head.tenant, next, limit - done)?;
+            let mut expected = next;
+            for stored in &events {
+                if stored.seq != expected {
+                    return Err(crate::IndexError::BadEvent {
+                        tenant: head.tenant.clone(),
+                        seq: expected,
+                        reason: format!("the store skipped from {expected} to {}", stored.seq),
+                    });
+                }
+                let doc = match Event::from_stored(&stored.bytes) {
+                    Ok(event) => schema::document(&self.fields, &head.tenant, stored.seq, &event),
+                    Err(e) => {
+                        // Still index its position, so that it is counted exactly once.
+                        tracing::error!(tenant = %head.tenant, seq = stored.seq, error = %e, "unreadable stored event");
+                        let mut doc = TantivyDocument::default();
+                        doc.add_text(self.fields.tenant, &head.tenant);
+                        doc.add_u64(self.fields.seq, stored.seq);
+                        doc
+                    }
+                };
+                self.writer.add_document(doc)?;
+                expected += 1;
+            }
+            done += events.len();
+            self.pending += events.len();
+            self.progress.insert(head.tenant.clone(), expected);
+            if done >= limit {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn commit(&mut self) -> Result<bool> {
+        if self.pending == 0 {
+            return Ok(false);
+        }
+        let payload = CommitPayload { schema: SCHEMA_VERSION, logs: self.progress.clone() };
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(&payload).expect("payload serializes"));
+        prepared.commit()?;
+        self.index.publish(self.progress.clone())?;
+        tracing::debug!(events = self.pending, "search index committed");
+        self.pending = 0;
+        self.last_commit = Instant::now();
+        Ok(true)
+    }
+}
+
+/// Indexes everything the store holds now, commits, and returns the number of events added.
+/// Used by `stele reindex` and at start-up.
+pub fn catch_up(index: Arc<SearchIndex>, store: Arc<dyn LogStore>, opts: &IndexerOptions) -> Result<u64> {
+    let mut worker = Worker::new(index, store, opts)?;
+    let mut total = 0u64;
+    loop {
+        let n = worker.step(opts.read_batch)?;
+        total += n as u64;
+        if n == 0 {
+            break;
+        }
+        if worker.pending >= 200_000 {
+            worker.commit()?;
+        }
+    }
+    worker.commit()?;
+    worker.writer.wait_merging_threads()?;
+    Ok(total)
+}
+
+struct Signal {
+    woken: Mutex<bool>,
+    cv: Condvar,
+    stop: AtomicBool,
+}
+
+impl Signal {
+    fn wait(&self, timeout: Duration) {
+        let guard = self.woken.lock().expect("signal poisoned");
+        let (mut woken, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .expect("signal poisoned");
+        *woken = false;
+    }
+
+    fn wake(&self) {
+        *self.woken.lock().expect("signal poisoned") = true;
+        self.cv.notify_one();
+    }
+}
+
+/// Wakes the indexer: new events were committed.
+#[derive(Clone)]
+pub struct Notifier(Arc<Signal>);
+
+impl Notifier {
+    pub fn notify(&self) {
+        self.0.wake();
+    }
+}
+
+/// The running indexer thread.
+pub struct Indexer {
+    signal: Arc<Signal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Indexer {
+    /// Starts indexing in the background. `on_commit` is called with the new progress after
+    /// every commit that made events searchable.
+    pub fn spawn(
+        index: Arc<SearchIndex>,
+        store: Arc<dyn LogStore>,
+        opts: IndexerOptions,
+        on_commit: Box<dyn Fn(&Progress) + Send>,
+    ) -> Result<Indexer> {
+        let mut worker = Worker::new(index, store, &opts)?;
+        let signal = Arc::new(Signal { woken: Mutex::new(false), cv: Condvar::new(), stop: AtomicBool::new(false) });
+        let thread_signal = signal.clone();
+        let thread = std::thread::Builder::new().name("stele-indexer".into()).spawn(move || {
+            let signal = thread_signal;
+            loop {
+                let stopping = signal.stop.load(Ordering::SeqCst);
+                let caught_up = match worker.step(opts.read_batch) {
+                    Ok(n) => n < opts.read_batch,
+                    Err(e) => {
+                        tracing::error!(error = %e, "indexer step failed; retrying");
+                        true
+                    }
+                };
+                let since = worker.last_commit.elapsed();
+                let due = stopping
+                    || (caught_up && since >= opts.min_commit_interval)
+                    || since >= opts.max_commit_interval;
+                if due {
+                    match worker.commit() {
+                        Ok(true) => on_commit(&worker.progress),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "search index commit failed"),
+                    }
+                }
+                if stopping {
+                    break;
+                }
+                if caught_up {
+                    let wait = if worker.pending > 0 {
+                        opts.min_commit_interval.saturating_sub(worker.last_commit.elapsed())
+                    } else {
+                        opts.poll_interval
+                    };
+                    signal.wait(wait.max(Duration::from_millis(1)));
+                }
+            }
+            if let Err(e) = worker.writer.wait_merging_threads() {
+                tracing::warn!(error = %e, "search index merge did not finish");
+            }
+        })?;
+        Ok(Indexer { signal, thread: Some(thread) })
+    }
+
+    /// Tells the indexer that new events were committed.
+    pub fn notify(&self) {
+        self.signal.wake();
+    }
+
+    /// A handle that can tell the indexer about new events from another thread.
+    pub fn notifier(&self) -> Notifier {
+        Notifier(self.signal.clone())
+    }
+
+    /// Indexes what is left, commits, and stops.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.signal.stop.store(true, Ordering::SeqCst);
+            self.signal.wake();
+            if thread.join().is_err() {
+                tracing::error!("indexer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

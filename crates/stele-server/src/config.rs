@@ -1,0 +1,142 @@
+//! Configuration: one struct, loaded once from defaults, then a TOML file, then `STELE_*`
+//! environment variables and command-line flags (applied by the CLI), and passed down.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory: the SQLite store and the search index live here.
+    pub data: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The log an event goes to when neither the event nor the request names one.
+    pub default_tenant: String,
+    pub ingest: IngestConfig,
+    pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most events in one request.
+    pub max_events_per_request: usize,
+    /// Events queued or being committed; beyond this, ingest answers 503.
+    pub queue_events: usize,
+    /// Most events the writer commits in one transaction.
+    pub max_batch_events: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Commit the search index at least this often while events arrive (milliseconds).
+    pub max_commit_interval_ms: u64,
+    /// Commit no more often than this once caught up (milliseconds).
+    pub min_commit_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("./stele-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            default_tenant: "default".to_string(),
+            ingest: IngestConfig::default(),
+            index: IndexConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 16 << 20,
+            max_events_per_request: 10_000,
+            queue_events: 200_000,
+            max_batch_events: 20_000,
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig { max_commit_interval_ms: 1_000, min_commit_interval_ms: 100 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults overlaid with the TOML file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        stele_core::validate_tenant(&self.default_tenant).map_err(ConfigError::Invalid)?;
+        let i = &self.ingest;
+        if i.max_events_per_request == 0 || i.max_batch_events == 0 || i.queue_events == 0 {
+            return Err(ConfigError::Invalid("ingest limits must be positive".into()));
+        }
+        if i.queue_events > u32::MAX as usize {
+            return Err(ConfigError::Invalid("ingest.queue_events is too large".into()));
+        }
+        Ok(())
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data.join("stele.db")
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.data.join("index")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stele.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[ingest]\nqueue_events = 5\n").unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.ingest.queue_events, 5);
+        assert_eq!(config.ingest.max_events_per_request, 10_000);
+        assert_eq!(config.data, PathBuf::from("./stele-data"));
+
+        std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown field `listn`"), "{err}");
+    }
+
+    #[test]
+    fn validation() {
+        assert!(Config::default().validate().is_ok());
+        let mut c = Config::default();
+        c.default_tenant = "_stele".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.ingest.queue_events = 0;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! `POST /v1/events`: parse one event, an array or NDJSON; validate all; store all or
+//! nothing; answer one receipt per event once they are durable.
+
+use super::problem::{ApiError, EventError};
+use super::AppState;
+use crate::sequencer::SubmitError;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use stele_core::validate::{IngestDefaults, prepare};
+use stele_core::{ErrorCode, Limits, Timestamp};
+use stele_store::NewEvent;
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    /// The log for events that do not name one (default: the server's default tenant).
+    pub tenant: Option<String>,
+}
+
+/// What became of one event.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub seq: u64,
+    pub tenant: String,
+    pub received_at: String,
+    /// RFC 9162 leaf hash of the stored canonical bytes, base64.
+    pub leaf_hash: String,
+    /// The id was already stored: nothing new was written and `seq` is the original's.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IngestResponse {
+    pub receipts: Vec<Receipt>,
+}
+
+enum Format {
+    Json,
+    Ndjson,
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Format::Json);
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "" => Ok(Format::Json),
+        "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Ok(Format::Ndjson),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("content type `{other}` is not accepted; send application/json or application/x-ndjson"),
+        )),
+    }
+}
+
+/// Ingest events
+///
+/// Accepts one event object, a JSON array of events, or NDJSON (one event per line). All or
+/// nothing: if any event is invalid nothing is stored and every bad event is listed.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events", params(IngestParams),
+    request_body(content = Vec<stele_core::Event>, description = "An event, an array of events, or NDJSON",
+                 content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored durably", body = IngestResponse),
+        (status = 413, description = "Too large or too many events", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid events; nothing stored", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or store unavailable; retry after `Retry-After`", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let format = format_of(&headers)?;
+    let limits = &state.config.ingest;
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && len > limits.max_body_bytes
+    {
+        return Err(too_large(limits.max_body_bytes));
+    }
+    let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
+        .await
+        .map_err(|_| too_large(limits.max_body_bytes))?;
+    let tenant = params.tenant.unwrap_or_else(|| state.config.default_tenant.clone());
+    stele_core::validate_tenant(&tenant).map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
+    let max_events = limits.max_events_per_request;
+
+    // Parsing and validating thousands of events is CPU work: keep it off the async workers.
+    let events = tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, format, &tenant, max_events))
+        .await
+        .map_err(ApiError::internal)??;
+
+    let keys: Vec<(Uuid, String)> = events.iter().map(|e| (e.id, e.tenant.clone())).collect();
+    let appended = state.sequencer.submit(events).await.map_err(|e| match e {
+        SubmitError::Overloaded => ApiError::new(
+            ErrorCode::Overloaded,
+            format!("{} events are already waiting to be stored; retry after a moment", state.sequencer.queued()),
+        ),
+        SubmitError::Unavailable => ApiError::unavailable(e),
+    })?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let receipts = keys
+        .into_iter()
+        .zip(appended)
+        .map(|((id, tenant), a)| Receipt {
+            id,
+            seq: a.seq,
+            tenant,
+            received_at: a.received_at.to_string(),
+            leaf_hash: b64.encode(a.leaf_hash.0),
+            duplicate: a.duplicate,
+        })
+        .collect();
+    Ok((StatusCode::CREATED, axum::Json(IngestResponse { receipts })).into_response())
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body exceeds {max} bytes"))
+}
+
+fn parse_and_prepare(bytes: &[u8], format: Format, tenant: &str, max_events: usize) -> Result<Vec<NewEvent>, ApiError> {
+    let mut errors = Vec::new();
+    let values: Vec<Value> = match format {
+        Format::Json => match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Array(items)) => items,
+            Ok(value @ Value::Object(_)) => vec![value],
+            Ok(_) => {
+                return Err(ApiError::new(ErrorCode::InvalidJson, "the body must be an event object or an array of events"));
+            }
+            Err(e) => return Err(ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"))),
+        },
+        Format::Ndjson => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "the body is not UTF-8"))?;
+            let mut values = Vec::new();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Value>(line) {
+                    Ok(v) => values.push(v),
+                    Err(e) => {
+                        errors.push(EventError { index: values.len(), reasons: vec![format!("not valid JSON: {e}")] });
+                        values.push(Value::Null);
+                    }
+                }
+            }
+            values
+        }
+    };
+    if values.is_empty() {
+        return Err(ApiError::new(ErrorCode::EmptyBatch, "the request holds no events"));
+    }
+    if values.len() > max_events {
+        return Err(ApiError::new(
+            ErrorCode::TooManyEvents,
+            format!("{} events in one request; the limit is {max_events}", values.len()),
+        ));
+    }
+    let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
+    let defaults = IngestDefaults { tenant, occurred_at: now };
+    let limits = Limits::default();
+    let mut events = Vec::with_capacity(values.len());
+    for (index, value) in values.into_iter().enumerate() {
+        if value.is_null() && errors.last().is_some_and(|e: &EventError| e.index == index) {
+            continue;
+        }
+        let client_id = value.get("id").is_some_and(|v| !v.is_null());
+        match prepare(value, &defaults, &limits, Uuid::now_v7) {
+            Ok((event, presealed)) => events.push(NewEvent {
+                tenant: event.tenant.expect("prepare fills the tenant"),
+                id: event.id.expect("prepare fills the id"),
+                client_id,
+                presealed,
+            }),
+            Err(e) => errors.push(EventError { index, reasons: e.reasons }),
+        }
+    }
+    if !errors.is_empty() {
+        let n = errors.len();
+        return Err(ApiError {
+            code: ErrorCode::InvalidEvent,
+            detail: format!("{n} of {} events are invalid; nothing was stored", events.len() + n),
+            errors,
+        });
+    }
+    Ok(events)
+}

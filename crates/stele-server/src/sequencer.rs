@@ -1,0 +1,171 @@
+//! The sequencer: the single writer of the log store. Requests queue their events; one
+//! thread takes everything waiting, appends it in one transaction (group commit), and only
+//! after the commit answers each request.
+//!
+//! Invariant: an event is acknowledged only after the transaction holding it committed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use stele_core::Timestamp;
+use stele_store::{Appended, LogWriter, NewEvent};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the ingest queue is full")]
+    Overloaded,
+    #[error("the writer is stopped or the store failed")]
+    Unavailable,
+}
+
+enum Job {
+    Append {
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<Vec<Appended>, SubmitError>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Stop,
+}
+
+/// Handle to the writer thread; cheap to share.
+pub struct Sequencer {
+    jobs: mpsc::UnboundedSender<Job>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    healthy: Arc<AtomicBool>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Sequencer {
+    /// Starts the writer thread. `after_commit` runs after every successful commit.
+    pub fn start(
+        mut writer: Box<dyn LogWriter>,
+        queue_events: usize,
+        max_batch_events: usize,
+        after_commit: Box<dyn Fn() + Send>,
+    ) -> std::io::Result<Sequencer> {
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let thread_healthy = healthy.clone();
+        let permits = Arc::new(Semaphore::new(queue_events));
+        let thread_permits = permits.clone();
+        let thread = std::thread::Builder::new().name("stele-writer".into()).spawn(move || {
+            let mut stop = false;
+            while !stop {
+                let Some(first) = rx.blocking_recv() else { break };
+                let mut batch = Vec::new();
+                let mut count = 0;
+                let mut next = Some(first);
+                while let Some(job) = next.take() {
+                    match job {
+                        Job::Stop => stop = true,
+                        Job::Append { events, reply, _permit } => {
+                            count += events.len();
+                            batch.push((events, reply, _permit));
+                        }
+                    }
+                    if stop || count >= max_batch_events {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if !batch.is_empty() {
+                    commit(writer.as_mut(), batch, count, &thread_healthy);
+                    after_commit();
+                }
+                let queued = queue_events - thread_permits.available_permits();
+                metrics::gauge!("stele_ingest_queue_events").set(queued as f64);
+            }
+            tracing::info!("writer stopped");
+        })?;
+        Ok(Sequencer {
+            jobs,
+            permits,
+            capacity: queue_events,
+            healthy,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `events` and waits until they are durably stored.
+    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, SubmitError> {
+        let n = u32::try_from(events.len()).map_err(|_| SubmitError::Overloaded)?;
+        let permit = self.permits.clone().try_acquire_many_owned(n).map_err(|e| match e {
+            tokio::sync::TryAcquireError::Closed => SubmitError::Unavailable,
+            tokio::sync::TryAcquireError::NoPermits => SubmitError::Overloaded,
+        })?;
+        metrics::gauge!("stele_ingest_queue_events").set(self.queued() as f64);
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Append { events, reply, _permit: permit })
+            .map_err(|_| SubmitError::Unavailable)?;
+        answer.await.map_err(|_| SubmitError::Unavailable)?
+    }
+
+    /// Events queued or being committed.
+    pub fn queued(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    /// The writer thread runs and its last commit succeeded.
+    pub fn is_healthy(&self) -> bool {
+        let running = self
+            .thread
+            .lock()
+            .expect("writer handle poisoned")
+            .as_ref()
+            .is_some_and(|t| !t.is_finished());
+        running && self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Commits everything queued so far, then stops the writer. Later submissions fail.
+    pub fn shutdown(&self) {
+        self.permits.close();
+        let _ = self.jobs.send(Job::Stop);
+        let thread = self.thread.lock().expect("writer handle poisoned").take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("writer thread panicked");
+        }
+    }
+}
+
+type Waiting = (Vec<NewEvent>, oneshot::Sender<Result<Vec<Appended>, SubmitError>>, OwnedSemaphorePermit);
+
+fn commit(writer: &mut dyn LogWriter, batch: Vec<Waiting>, count: usize, healthy: &AtomicBool) {
+    let started = Instant::now();
+    let mut all = Vec::with_capacity(count);
+    let mut waiting = Vec::with_capacity(batch.len());
+    for (events, reply, permit) in batch {
+        waiting.push((events.len(), reply, permit));
+        all.extend(events);
+    }
+    let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
+    match writer.append(&all, now) {
+        Ok(appended) => {
+            healthy.store(true, Ordering::SeqCst);
+            let elapsed = started.elapsed().as_secs_f64();
+            metrics::histogram!("stele_commit_seconds").record(elapsed);
+            metrics::histogram!("stele_commit_batch_events").record(count as f64);
+            let stored = appended.iter().filter(|a| !a.duplicate).count();
+            metrics::counter!("stele_events_ingested_total").increment(stored as u64);
+            metrics::counter!("stele_events_duplicate_total").increment((count - stored) as u64);
+            tracing::debug!(events = count, stored, seconds = elapsed, "batch committed");
+            let mut rest = appended.into_iter();
+            for (n, reply, _permit) in waiting {
+                let _ = reply.send(Ok(rest.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            healthy.store(false, Ordering::SeqCst);
+            metrics::counter!("stele_commit_failures_total").increment(1);
+            tracing::error!(error = %e, events = count, "batch commit failed; nothing acknowledged");
+            for (_, reply, _permit) in waiting {
+                let _ = reply.send(Err(SubmitError::Unavailable));
+            }
+        }
+    }
+}
