@@ -80,6 +80,17 @@ impl SearchIndex {
         }
     }
 
+    /// Fails if another process (a running server) holds the index open for writing.
+    pub fn ensure_unused(dir: &Path) -> Result<()> {
+        if !dir.join("meta.json").exists() {
+            return Ok(());
+        }
+        let index = Index::open_in_dir(dir)?;
+        let writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000)?;
+        drop(writer);
+        Ok(())
+    }
+
     fn try_open(dir: &Path) -> Result<Arc<SearchIndex>> {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema::build();

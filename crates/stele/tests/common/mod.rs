@@ -1,0 +1,156 @@
+//! Test harness: runs the real `stele` binary on port 0 in a temporary data directory.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stele");
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// Starts `stele serve` on `data`, with `config` (TOML) if given.
+    pub fn start(data: &Path, config: Option<&str>) -> Server {
+        std::fs::create_dir_all(data).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("--data").arg(data).arg("--listen").arg("127.0.0.1:0");
+        if let Some(config) = config {
+            let path = data.join("test-config.toml");
+            std::fs::write(&path, config).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("server.log")).unwrap();
+        cmd.env("STELE_LOG", "warn").stdout(Stdio::piped()).stderr(log).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("starting stele");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(url) = line.trim().strip_prefix("stele listening on ") else {
+            let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+            panic!("server did not start; its log:\n{log}");
+        };
+        Server { child, url: url.to_string(), data: data.to_path_buf() }
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// SIGTERM, then waits; the exit must be clean.
+    pub fn stop(mut self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "graceful shutdown exited with {exit}");
+    }
+
+    /// SIGKILL: no chance to flush or commit anything.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// Posts a JSON body; answers (status, body).
+pub async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let response = client().post(server.endpoint(path)).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get(server: &Server, path: &str) -> (u16, Value) {
+    let response = client().get(server.endpoint(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts events and expects them stored; answers the receipts.
+pub async fn ingest(server: &Server, events: &[Value]) -> Vec<Value> {
+    let (status, body) = post(server, "/v1/events", &json!(events)).await;
+    assert_eq!(status, 201, "ingest failed: {}", short(&body));
+    body["receipts"].as_array().unwrap().clone()
+}
+
+/// Every event of a listing, following cursors; `query` without `limit`/`cursor`.
+pub async fn list_all(server: &Server, query: &str, page: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/events?{query}&limit={page}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, body) = get(server, &path).await;
+        assert_eq!(status, 200, "{path}: {}", short(&body));
+        let events = body["events"].as_array().unwrap();
+        assert!(events.len() <= page);
+        out.extend(events.iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+pub fn seqs(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+/// Waits until the index has `tenant` through `seq` (or panics after `limit`).
+pub async fn wait_indexed(server: &Server, tenant: &str, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = get(server, &format!("/v1/events?tenant={tenant}&limit=1&min_seq={seq}")).await;
+        if body["indexed_through"].as_u64().is_some_and(|s| s >= seq) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "index did not reach {seq}");
+    }
+}
+
+/// A JSON value, shortened for assertion messages.
+pub fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 600 { format!("{}…", &s[..600]) } else { s }
+}
+
+/// A deterministic, varied event for filter tests.
+pub fn sample_event(i: usize) -> Value {
+    let actions = ["user.login", "user.logout", "queue.freeze", "config.change", "passport.verify"];
+    let outcomes = ["success", "failure", "denied", "partial", "unknown"];
+    let levels = ["debug", "info", "warn", "error", "critical"];
+    let categories = ["audit", "security", "application", "error"];
+    let actor_types = ["user", "service", "api_key", "system"];
+    let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1"];
+    json!({
+        "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+        "actor": {"id": format!("u{}", i % 7), "type": actor_types[i % 4], "ip": ips[i % 3], "name": "Test User"},
+        "action": actions[i % 5],
+        "category": categories[i % 4],
+        "level": levels[i % 5],
+        "outcome": outcomes[(i / 2) % 5],
+        "resource": {"type": if i % 2 == 0 { "queue" } else { "user" }, "id": format!("r{}", i % 11)},
+        "correlation_id": format!("op-{}", i / 10),
+        "request_id": format!("req-{i}"),
+        "trace_id": format!("trace-{}", i % 13),
+        "error": if i % 6 == 0 { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
+        "details": {"i": i, "note": "sample"},
+    })
+}
