@@ -195,14 +195,25 @@ mod tests {
         // serde_json's map is itself sorted, so read the order back from the text instead.
         let order: Vec<usize> = keys
             .iter()
-            .map(|k| out.find(&format!("\"{}\":", k.replace('\r', "\\r"))).unwrap())
+            .map(|k| {
+                out.find(&format!("\"{}\":", k.replace('\r', "\\r")))
+                    .unwrap()
+            })
             .collect();
         let mut by_position: Vec<(usize, &String)> = order.into_iter().zip(keys.iter()).collect();
         by_position.sort();
         let sorted: Vec<&str> = by_position.iter().map(|(_, k)| k.as_str()).collect();
         assert_eq!(
             sorted,
-            ["\r", "1", "\u{80}", "\u{f6}", "\u{20ac}", "\u{1f600}", "\u{fb33}"]
+            [
+                "\r",
+                "1",
+                "\u{80}",
+                "\u{f6}",
+                "\u{20ac}",
+                "\u{1f600}",
+                "\u{fb33}"
+            ]
         );
     }
 
@@ -210,13 +221,19 @@ mod tests {
     fn string_escapes() {
         let cases = [
             (json!("plain"), r#""plain""#),
-            (json!("tab\tnl\ncr\rbs\u{8}ff\u{c}"), r#""tab\tnl\ncr\rbs\bff\f""#),
+            (
+                json!("tab\tnl\ncr\rbs\u{8}ff\u{c}"),
+                r#""tab\tnl\ncr\rbs\bff\f""#,
+            ),
             (json!("\u{1}\u{1f}"), r#""\u0001\u001f""#),
             (json!("quote\" back\\ slash/"), r#""quote\" back\\ slash/""#),
             (json!("\u{7f}\u{2028}é😀"), "\"\u{7f}\u{2028}é😀\""),
         ];
         for (value, expected) in cases {
-            assert_eq!(String::from_utf8(to_vec(&value).unwrap()).unwrap(), expected);
+            assert_eq!(
+                String::from_utf8(to_vec(&value).unwrap()).unwrap(),
+                expected
+            );
         }
     }
 
@@ -230,9 +247,16 @@ mod tests {
 
     #[test]
     fn unsafe_integers_are_refused() {
-        for input in ["9007199254740992", "-9007199254740992", "18446744073709551615"] {
+        for input in [
+            "9007199254740992",
+            "-9007199254740992",
+            "18446744073709551615",
+        ] {
             let value: Value = serde_json::from_str(input).unwrap();
-            assert!(matches!(to_vec(&value), Err(CanonicalError::UnsafeInteger(_))), "{input}");
+            assert!(
+                matches!(to_vec(&value), Err(CanonicalError::UnsafeInteger(_))),
+                "{input}"
+            );
         }
     }
 

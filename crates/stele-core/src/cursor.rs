@@ -74,7 +74,11 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        let good = Cursor { order: SortOrder::Asc, after: 5 }.encode();
+        let good = Cursor {
+            order: SortOrder::Asc,
+            after: 5,
+        }
+        .encode();
         let mut wrong_version = URL_SAFE_NO_PAD.decode(&good).unwrap();
         wrong_version[0] = 9;
         let mut wrong_order = URL_SAFE_NO_PAD.decode(&good).unwrap();

@@ -64,7 +64,11 @@ mod tests {
         let mut seen = HashSet::new();
         for code in ErrorCode::ALL {
             assert!(seen.insert(code.code()), "duplicate {}", code.code());
-            assert!(code.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                code.code()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
             assert!((400..600).contains(&code.status()));
             assert!(!code.title().is_empty());
         }

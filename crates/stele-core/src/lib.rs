@@ -18,4 +18,6 @@ pub use event::{
 };
 pub use seal::{LeafHash, Presealed, Seq, leaf_hash};
 pub use timestamp::Timestamp;
-pub use validate::{IngestDefaults, Limits, ValidationError, prepare, validate_action, validate_tenant};
+pub use validate::{
+    IngestDefaults, Limits, ValidationError, prepare, validate_action, validate_tenant,
+};

@@ -49,7 +49,10 @@ impl Presealed {
     /// Encodes a validated event that has a tenant but neither `seq` nor `received_at`.
     pub fn new(event: &Event) -> Result<Self, CanonicalError> {
         debug_assert!(event.seq.is_none() && event.received_at.is_none());
-        debug_assert!(event.tenant.is_some(), "tenant sorts after seq and closes both gaps");
+        debug_assert!(
+            event.tenant.is_some(),
+            "tenant sorts after seq and closes both gaps"
+        );
         let Ok(Value::Object(map)) = serde_json::to_value(event) else {
             unreachable!("an Event always serializes to a JSON object")
         };

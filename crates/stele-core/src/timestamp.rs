@@ -18,7 +18,9 @@ impl Timestamp {
         // Only years 0000..=9999 have an RFC 3339 form.
         const LOWEST: i64 = -62_167_219_200_000_000; // 0000-01-01T00:00:00Z
         const HIGHEST: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
-        (LOWEST..=HIGHEST).contains(&micros).then_some(Timestamp(micros))
+        (LOWEST..=HIGHEST)
+            .contains(&micros)
+            .then_some(Timestamp(micros))
     }
 
     pub fn as_micros(self) -> i64 {
@@ -83,19 +85,32 @@ mod tests {
     fn normalizes_to_utc_micros() {
         let cases = [
             ("2026-11-22T13:53:55Z", "2026-11-22T13:53:55.000000Z"),
-            ("2026-11-22T13:53:55.1234567Z", "2026-11-22T13:53:55.123456Z"),
+            (
+                "2026-11-22T13:53:55.1234567Z",
+                "2026-11-22T13:53:55.123456Z",
+            ),
             ("2026-11-22T15:53:55.5+02:00", "2026-11-22T13:53:55.500000Z"),
             ("2026-11-22t13:53:55z", "2026-11-22T13:53:55.000000Z"),
             ("1969-12-31T23:59:59.999999Z", "1969-12-31T23:59:59.999999Z"),
         ];
         for (input, expected) in cases {
-            assert_eq!(Timestamp::parse(input).unwrap().to_string(), expected, "{input}");
+            assert_eq!(
+                Timestamp::parse(input).unwrap().to_string(),
+                expected,
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn rejects_non_rfc3339() {
-        for input in ["2026-11-22", "2026-11-22T13:53:55", "yesterday", "2026-13-01T00:00:00Z", ""] {
+        for input in [
+            "2026-11-22",
+            "2026-11-22T13:53:55",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "",
+        ] {
             assert!(Timestamp::parse(input).is_err(), "{input}");
         }
     }

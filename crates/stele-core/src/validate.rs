@@ -20,7 +20,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_event_bytes: 65_535, max_string_bytes: 4_096, max_depth: 16 }
+        Limits {
+            max_event_bytes: 65_535,
+            max_string_bytes: 4_096,
+            max_depth: 16,
+        }
     }
 }
 
@@ -40,7 +44,9 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn one(reason: impl Into<String>) -> Self {
-        ValidationError { reasons: vec![reason.into()] }
+        ValidationError {
+            reasons: vec![reason.into()],
+        }
     }
 }
 
@@ -48,7 +54,9 @@ impl ValidationError {
 /// Names starting with `_` are reserved for Stele's own logs.
 pub fn validate_tenant(name: &str) -> Result<(), String> {
     if name.starts_with('_') {
-        return Err(format!("tenant `{name}`: names starting with `_` are reserved"));
+        return Err(format!(
+            "tenant `{name}`: names starting with `_` are reserved"
+        ));
     }
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -71,7 +79,9 @@ pub fn validate_action(action: &str) -> Result<(), String> {
     let ok = !action.is_empty()
         && action.split('.').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         });
     if ok {
         Ok(())
@@ -125,7 +135,10 @@ pub fn prepare(
     }
     check_strings(&event, limits.max_string_bytes, &mut reasons);
 
-    let tenant = event.tenant.clone().unwrap_or_else(|| defaults.tenant.to_string());
+    let tenant = event
+        .tenant
+        .clone()
+        .unwrap_or_else(|| defaults.tenant.to_string());
     if let Err(reason) = validate_tenant(&tenant) {
         reasons.push(reason);
     }
@@ -163,9 +176,14 @@ fn check_strings(event: &Event, max: usize, reasons: &mut Vec<String>) {
     let mut check = |path: &str, value: Option<&str>| {
         let Some(value) = value else { return };
         if value.is_empty() {
-            reasons.push(format!("{path}: must not be empty (leave the field out instead)"));
+            reasons.push(format!(
+                "{path}: must not be empty (leave the field out instead)"
+            ));
         } else if value.len() > max {
-            reasons.push(format!("{path}: {} bytes exceeds the limit of {max}", value.len()));
+            reasons.push(format!(
+                "{path}: {} bytes exceeds the limit of {max}",
+                value.len()
+            ));
         }
     };
     check("action", Some(&event.action));
@@ -207,7 +225,10 @@ mod tests {
     }
 
     fn check(value: Value) -> Result<Event, String> {
-        let defaults = IngestDefaults { tenant: "default", occurred_at: now() };
+        let defaults = IngestDefaults {
+            tenant: "default",
+            occurred_at: now(),
+        };
         prepare(value, &defaults, &Limits::default(), Uuid::nil)
             .map(|(event, _)| event)
             .map_err(|e| e.to_string())
@@ -257,17 +278,35 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(e.actor.unwrap().ip.unwrap().to_string(), "2001:db8::1");
-        assert_eq!(e.occurred_at.unwrap().to_string(), "2026-11-22T12:00:00.000000Z");
+        assert_eq!(
+            e.occurred_at.unwrap().to_string(),
+            "2026-11-22T12:00:00.000000Z"
+        );
     }
 
     #[test]
     fn rejects_bad_enums() {
         rejects(&[
-            (json!({"action": "a", "category": "audits"}), "category: unknown variant"),
-            (json!({"action": "a", "level": "fatal"}), "level: unknown variant"),
-            (json!({"action": "a", "outcome": "ok"}), "outcome: unknown variant"),
-            (json!({"action": "a", "actor": {"type": "robot"}}), "actor.type: unknown variant"),
-            (json!({"action": "a", "step": {"name": "s", "status": "done"}}), "step.status"),
+            (
+                json!({"action": "a", "category": "audits"}),
+                "category: unknown variant",
+            ),
+            (
+                json!({"action": "a", "level": "fatal"}),
+                "level: unknown variant",
+            ),
+            (
+                json!({"action": "a", "outcome": "ok"}),
+                "outcome: unknown variant",
+            ),
+            (
+                json!({"action": "a", "actor": {"type": "robot"}}),
+                "actor.type: unknown variant",
+            ),
+            (
+                json!({"action": "a", "step": {"name": "s", "status": "done"}}),
+                "step.status",
+            ),
         ]);
     }
 
@@ -281,21 +320,51 @@ mod tests {
             (json!({"action": "user..login"}), "action: must match"),
             (json!({"action": "user."}), "action: must match"),
             (json!({"action": ""}), "action"),
-            (json!({"action": "a", "colour": "red"}), "unknown field `colour`"),
-            (json!({"action": "a", "actor": {"email": "x"}}), "actor.email: unknown field `email`"),
-            (json!({"action": "a", "actor": {"ip": "10.0.0.300"}}), "actor.ip"),
-            (json!({"action": "a", "actor": {"ip": "localhost"}}), "actor.ip"),
-            (json!({"action": "a", "occurred_at": "2026-11-22"}), "occurred_at"),
-            (json!({"action": "a", "occurred_at": 1700000000}), "occurred_at"),
+            (
+                json!({"action": "a", "colour": "red"}),
+                "unknown field `colour`",
+            ),
+            (
+                json!({"action": "a", "actor": {"email": "x"}}),
+                "actor.email: unknown field `email`",
+            ),
+            (
+                json!({"action": "a", "actor": {"ip": "10.0.0.300"}}),
+                "actor.ip",
+            ),
+            (
+                json!({"action": "a", "actor": {"ip": "localhost"}}),
+                "actor.ip",
+            ),
+            (
+                json!({"action": "a", "occurred_at": "2026-11-22"}),
+                "occurred_at",
+            ),
+            (
+                json!({"action": "a", "occurred_at": 1700000000}),
+                "occurred_at",
+            ),
             (json!({"action": "a", "id": "not-a-uuid"}), "id"),
             (json!({"action": "a", "duration_ms": -1}), "duration_ms"),
             (json!({"action": "a", "details": [1]}), "details"),
-            (json!({"action": "a", "seq": 3}), "seq: is assigned by Stele"),
-            (json!({"action": "a", "received_at": "2026-11-22T00:00:00Z"}), "received_at"),
-            (json!({"action": "a", "request_id": ""}), "request_id: must not be empty"),
+            (
+                json!({"action": "a", "seq": 3}),
+                "seq: is assigned by Stele",
+            ),
+            (
+                json!({"action": "a", "received_at": "2026-11-22T00:00:00Z"}),
+                "received_at",
+            ),
+            (
+                json!({"action": "a", "request_id": ""}),
+                "request_id: must not be empty",
+            ),
             (json!({"action": "a", "tenant": "_stele"}), "reserved"),
             (json!({"action": "a", "tenant": "Acme"}), "tenant `Acme`"),
-            (json!({"action": "a", "details": {"n": 9007199254740993u64}}), "2^53"),
+            (
+                json!({"action": "a", "details": {"n": 9007199254740993u64}}),
+                "2^53",
+            ),
         ]);
     }
 
@@ -305,9 +374,18 @@ mod tests {
         let over = "x".repeat(4097);
         check(json!({"action": "a", "request_id": at_limit})).unwrap();
         rejects(&[
-            (json!({"action": "a", "request_id": over}), "request_id: 4097 bytes"),
-            (json!({"action": "a", "actor": {"name": over}}), "actor.name: 4097"),
-            (json!({"action": "a", "error": {"message": over}}), "error.message: 4097"),
+            (
+                json!({"action": "a", "request_id": over}),
+                "request_id: 4097 bytes",
+            ),
+            (
+                json!({"action": "a", "actor": {"name": over}}),
+                "actor.name: 4097",
+            ),
+            (
+                json!({"action": "a", "error": {"message": over}}),
+                "error.message: 4097",
+            ),
         ]);
         check(json!({"action": "a", "error": {"stack": "y".repeat(20_000)}})).unwrap();
         check(json!({"action": "a", "details": {"body": "y".repeat(20_000)}})).unwrap();

@@ -48,7 +48,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(index: Arc<SearchIndex>, store: Arc<dyn LogStore>, opts: &IndexerOptions) -> Result<Worker> {
+    fn new(
+        index: Arc<SearchIndex>,
+        store: Arc<dyn LogStore>,
+        opts: &IndexerOptions,
+    ) -> Result<Worker> {
         let writer = index.index.writer_with_num_threads(1, opts.writer_memory)?;
         Ok(Worker {
             fields: index.fields,
@@ -107,7 +111,10 @@ impl Worker {
         if self.pending == 0 {
             return Ok(false);
         }
-        let payload = CommitPayload { schema: SCHEMA_VERSION, logs: self.progress.clone() };
+        let payload = CommitPayload {
+            schema: SCHEMA_VERSION,
+            logs: self.progress.clone(),
+        };
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&serde_json::to_string(&payload).expect("payload serializes"));
         prepared.commit()?;
@@ -121,7 +128,11 @@ impl Worker {
 
 /// Indexes everything the store holds now, commits, and returns the number of events added.
 /// Used by `stele reindex` and at start-up.
-pub fn catch_up(index: Arc<SearchIndex>, store: Arc<dyn LogStore>, opts: &IndexerOptions) -> Result<u64> {
+pub fn catch_up(
+    index: Arc<SearchIndex>,
+    store: Arc<dyn LogStore>,
+    opts: &IndexerOptions,
+) -> Result<u64> {
     let mut worker = Worker::new(index, store, opts)?;
     let mut total = 0u64;
     loop {
@@ -187,47 +198,57 @@ impl Indexer {
         on_commit: Box<dyn Fn(&Progress) + Send>,
     ) -> Result<Indexer> {
         let mut worker = Worker::new(index, store, &opts)?;
-        let signal = Arc::new(Signal { woken: Mutex::new(false), cv: Condvar::new(), stop: AtomicBool::new(false) });
+        let signal = Arc::new(Signal {
+            woken: Mutex::new(false),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
         let thread_signal = signal.clone();
-        let thread = std::thread::Builder::new().name("stele-indexer".into()).spawn(move || {
-            let signal = thread_signal;
-            loop {
-                let stopping = signal.stop.load(Ordering::SeqCst);
-                let caught_up = match worker.step(opts.read_batch) {
-                    Ok(n) => n < opts.read_batch,
-                    Err(e) => {
-                        tracing::error!(error = %e, "indexer step failed; retrying");
-                        true
-                    }
-                };
-                let since = worker.last_commit.elapsed();
-                let due = stopping
-                    || (caught_up && since >= opts.min_commit_interval)
-                    || since >= opts.max_commit_interval;
-                if due {
-                    match worker.commit() {
-                        Ok(true) => on_commit(&worker.progress),
-                        Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "search index commit failed"),
-                    }
-                }
-                if stopping {
-                    break;
-                }
-                if caught_up {
-                    let wait = if worker.pending > 0 {
-                        opts.min_commit_interval.saturating_sub(worker.last_commit.elapsed())
-                    } else {
-                        opts.poll_interval
+        let thread = std::thread::Builder::new()
+            .name("stele-indexer".into())
+            .spawn(move || {
+                let signal = thread_signal;
+                loop {
+                    let stopping = signal.stop.load(Ordering::SeqCst);
+                    let caught_up = match worker.step(opts.read_batch) {
+                        Ok(n) => n < opts.read_batch,
+                        Err(e) => {
+                            tracing::error!(error = %e, "indexer step failed; retrying");
+                            true
+                        }
                     };
-                    signal.wait(wait.max(Duration::from_millis(1)));
+                    let since = worker.last_commit.elapsed();
+                    let due = stopping
+                        || (caught_up && since >= opts.min_commit_interval)
+                        || since >= opts.max_commit_interval;
+                    if due {
+                        match worker.commit() {
+                            Ok(true) => on_commit(&worker.progress),
+                            Ok(false) => {}
+                            Err(e) => tracing::error!(error = %e, "search index commit failed"),
+                        }
+                    }
+                    if stopping {
+                        break;
+                    }
+                    if caught_up {
+                        let wait = if worker.pending > 0 {
+                            opts.min_commit_interval
+                                .saturating_sub(worker.last_commit.elapsed())
+                        } else {
+                            opts.poll_interval
+                        };
+                        signal.wait(wait.max(Duration::from_millis(1)));
+                    }
                 }
-            }
-            if let Err(e) = worker.writer.wait_merging_threads() {
-                tracing::warn!(error = %e, "search index merge did not finish");
-            }
-        })?;
-        Ok(Indexer { signal, thread: Some(thread) })
+                if let Err(e) = worker.writer.wait_merging_threads() {
+                    tracing::warn!(error = %e, "search index merge did not finish");
+                }
+            })?;
+        Ok(Indexer {
+            signal,
+            thread: Some(thread),
+        })
     }
 
     /// Tells the indexer that new events were committed.

@@ -29,7 +29,11 @@ pub enum IndexError {
     #[error("log store: {0}")]
     Store(#[from] stele_store::StoreError),
     #[error("search index: unreadable event {tenant}/{seq}: {reason}")]
-    BadEvent { tenant: String, seq: u64, reason: String },
+    BadEvent {
+        tenant: String,
+        seq: u64,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
@@ -104,11 +108,21 @@ impl SearchIndex {
             None => Progress::new(),
             Some(text) => match serde_json::from_str::<CommitPayload>(&text) {
                 Ok(p) if p.schema == SCHEMA_VERSION => p.logs,
-                _ => return Err(IndexError::Io(std::io::Error::other("unknown commit payload"))),
+                _ => {
+                    return Err(IndexError::Io(std::io::Error::other(
+                        "unknown commit payload",
+                    )));
+                }
             },
         };
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let snapshot = Snapshot { searcher: reader.searcher(), progress };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let snapshot = Snapshot {
+            searcher: reader.searcher(),
+            progress,
+        };
         Ok(Arc::new(SearchIndex {
             dir: dir.to_path_buf(),
             index,
@@ -123,13 +137,19 @@ impl SearchIndex {
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.read().expect("snapshot lock poisoned").clone()
+        self.snapshot
+            .read()
+            .expect("snapshot lock poisoned")
+            .clone()
     }
 
     /// Publishes what the last commit made searchable.
     fn publish(&self, progress: Progress) -> Result<()> {
         self.reader.reload()?;
-        let snapshot = Arc::new(Snapshot { searcher: self.reader.searcher(), progress });
+        let snapshot = Arc::new(Snapshot {
+            searcher: self.reader.searcher(),
+            progress,
+        });
         *self.snapshot.write().expect("snapshot lock poisoned") = snapshot;
         Ok(())
     }
@@ -141,6 +161,9 @@ impl SearchIndex {
 
     /// The last `seq` of `tenant` that is searchable, if any.
     pub fn indexed_through(&self, tenant: &str) -> Option<u64> {
-        self.snapshot().progress.get(tenant).and_then(|n| n.checked_sub(1))
+        self.snapshot()
+            .progress
+            .get(tenant)
+            .and_then(|n| n.checked_sub(1))
     }
 }

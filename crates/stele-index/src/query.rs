@@ -85,13 +85,17 @@ pub struct SearchPage {
 }
 
 fn term(field: Field, value: &str) -> Box<dyn Query> {
-    Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    ))
 }
 
 impl SearchIndex {
     pub fn search(&self, q: &EventQuery) -> Result<SearchPage> {
         let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, term(f.tenant, &q.tenant))];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, term(f.tenant, &q.tenant))];
         let mut must = |query: Box<dyn Query>| clauses.push((Occur::Must, query));
 
         for (field, value) in [
@@ -164,8 +168,15 @@ impl SearchIndex {
         let hits = snapshot.searcher.search(&query, &collector)?;
         let has_more = hits.len() > limit;
         let seqs = hits.into_iter().take(limit).map(|(seq, _)| seq).collect();
-        let indexed_through = snapshot.progress.get(&q.tenant).and_then(|n| n.checked_sub(1));
-        Ok(SearchPage { seqs, has_more, indexed_through })
+        let indexed_through = snapshot
+            .progress
+            .get(&q.tenant)
+            .and_then(|n| n.checked_sub(1));
+        Ok(SearchPage {
+            seqs,
+            has_more,
+            indexed_through,
+        })
     }
 }
 

@@ -65,16 +65,25 @@ impl Default for IngestConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        IndexConfig { max_commit_interval_ms: 1_000, min_commit_interval_ms: 100 }
+        IndexConfig {
+            max_commit_interval_ms: 1_000,
+            min_commit_interval_ms: 100,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -82,20 +91,28 @@ pub enum ConfigError {
 impl Config {
     /// Defaults overlaid with the TOML file at `path`.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         stele_core::validate_tenant(&self.default_tenant).map_err(ConfigError::Invalid)?;
         let i = &self.ingest;
         if i.max_events_per_request == 0 || i.max_batch_events == 0 || i.queue_events == 0 {
-            return Err(ConfigError::Invalid("ingest limits must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "ingest limits must be positive".into(),
+            ));
         }
         if i.queue_events > u32::MAX as usize {
-            return Err(ConfigError::Invalid("ingest.queue_events is too large".into()));
+            return Err(ConfigError::Invalid(
+                "ingest.queue_events is too large".into(),
+            ));
         }
         Ok(())
     }
@@ -117,7 +134,11 @@ mod tests {
     fn file_overrides_defaults_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stele.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[ingest]\nqueue_events = 5\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[ingest]\nqueue_events = 5\n",
+        )
+        .unwrap();
         let config = Config::from_file(&path).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.ingest.queue_events, 5);
@@ -132,8 +153,10 @@ mod tests {
     #[test]
     fn validation() {
         assert!(Config::default().validate().is_ok());
-        let mut c = Config::default();
-        c.default_tenant = "_stele".into();
+        let c = Config {
+            default_tenant: "_stele".into(),
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.ingest.queue_events = 0;

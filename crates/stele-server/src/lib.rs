@@ -29,8 +29,12 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
-    let seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-    let sizes = [1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0];
+    let seconds = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ];
+    let sizes = [
+        1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0,
+    ];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
         .set_buckets_for_metric(Matcher::Full("stele_commit_batch_events".into()), &sizes)?
@@ -38,12 +42,14 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")?;
     let handle = HANDLE.get_or_init(|| handle).clone();
     let upkeep = handle.clone();
-    std::thread::Builder::new().name("stele-metrics".into()).spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_secs(5));
-            upkeep.run_upkeep();
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("stele-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        })?;
     Ok(handle)
 }
 
@@ -94,22 +100,44 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let state = Arc::new(AppState { config, store, index, sequencer, index_progress, metrics: metrics_handle()? });
-    Ok(Bound { listener, state, indexer })
+    let state = Arc::new(AppState {
+        config,
+        store,
+        index,
+        sequencer,
+        index_progress,
+        metrics: metrics_handle()?,
+    });
+    Ok(Bound {
+        listener,
+        state,
+        indexer,
+    })
 }
 
 impl Bound {
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound socket has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound socket has an address")
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish, commits everything queued, brings the index up to date and returns.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Bound { listener, state, indexer } = self;
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Bound {
+            listener,
+            state,
+            indexer,
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, data = %state.config.data.display(), "stele listening");
         let app = http::router(state.clone());
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         tracing::info!("draining the ingest queue");
         let writer_state = state.clone();
         tokio::task::spawn_blocking(move || {

@@ -51,35 +51,43 @@ impl Sequencer {
         let thread_healthy = healthy.clone();
         let permits = Arc::new(Semaphore::new(queue_events));
         let thread_permits = permits.clone();
-        let thread = std::thread::Builder::new().name("stele-writer".into()).spawn(move || {
-            let mut stop = false;
-            while !stop {
-                let Some(first) = rx.blocking_recv() else { break };
-                let mut batch = Vec::new();
-                let mut count = 0;
-                let mut next = Some(first);
-                while let Some(job) = next.take() {
-                    match job {
-                        Job::Stop => stop = true,
-                        Job::Append { events, reply, _permit } => {
-                            count += events.len();
-                            batch.push((events, reply, _permit));
-                        }
-                    }
-                    if stop || count >= max_batch_events {
+        let thread = std::thread::Builder::new()
+            .name("stele-writer".into())
+            .spawn(move || {
+                let mut stop = false;
+                while !stop {
+                    let Some(first) = rx.blocking_recv() else {
                         break;
+                    };
+                    let mut batch = Vec::new();
+                    let mut count = 0;
+                    let mut next = Some(first);
+                    while let Some(job) = next.take() {
+                        match job {
+                            Job::Stop => stop = true,
+                            Job::Append {
+                                events,
+                                reply,
+                                _permit,
+                            } => {
+                                count += events.len();
+                                batch.push((events, reply, _permit));
+                            }
+                        }
+                        if stop || count >= max_batch_events {
+                            break;
+                        }
+                        next = rx.try_recv().ok();
                     }
-                    next = rx.try_recv().ok();
+                    if !batch.is_empty() {
+                        commit(writer.as_mut(), batch, count, &thread_healthy);
+                        after_commit();
+                    }
+                    let queued = queue_events - thread_permits.available_permits();
+                    metrics::gauge!("stele_ingest_queue_events").set(queued as f64);
                 }
-                if !batch.is_empty() {
-                    commit(writer.as_mut(), batch, count, &thread_healthy);
-                    after_commit();
-                }
-                let queued = queue_events - thread_permits.available_permits();
-                metrics::gauge!("stele_ingest_queue_events").set(queued as f64);
-            }
-            tracing::info!("writer stopped");
-        })?;
+                tracing::info!("writer stopped");
+            })?;
         Ok(Sequencer {
             jobs,
             permits,
@@ -92,14 +100,22 @@ impl Sequencer {
     /// Queues `events` and waits until they are durably stored.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, SubmitError> {
         let n = u32::try_from(events.len()).map_err(|_| SubmitError::Overloaded)?;
-        let permit = self.permits.clone().try_acquire_many_owned(n).map_err(|e| match e {
-            tokio::sync::TryAcquireError::Closed => SubmitError::Unavailable,
-            tokio::sync::TryAcquireError::NoPermits => SubmitError::Overloaded,
-        })?;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => SubmitError::Unavailable,
+                tokio::sync::TryAcquireError::NoPermits => SubmitError::Overloaded,
+            })?;
         metrics::gauge!("stele_ingest_queue_events").set(self.queued() as f64);
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Append { events, reply, _permit: permit })
+            .send(Job::Append {
+                events,
+                reply,
+                _permit: permit,
+            })
             .map_err(|_| SubmitError::Unavailable)?;
         answer.await.map_err(|_| SubmitError::Unavailable)?
     }
@@ -133,7 +149,11 @@ impl Sequencer {
     }
 }
 
-type Waiting = (Vec<NewEvent>, oneshot::Sender<Result<Vec<Appended>, SubmitError>>, OwnedSemaphorePermit);
+type Waiting = (
+    Vec<NewEvent>,
+    oneshot::Sender<Result<Vec<Appended>, SubmitError>>,
+    OwnedSemaphorePermit,
+);
 
 fn commit(writer: &mut dyn LogWriter, batch: Vec<Waiting>, count: usize, healthy: &AtomicBool) {
     let started = Instant::now();
@@ -143,7 +163,8 @@ fn commit(writer: &mut dyn LogWriter, batch: Vec<Waiting>, count: usize, healthy
         waiting.push((events.len(), reply, permit));
         all.extend(events);
     }
-    let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
+    let now =
+        Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
     match writer.append(&all, now) {
         Ok(appended) => {
             healthy.store(true, Ordering::SeqCst);

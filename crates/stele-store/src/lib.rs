@@ -53,7 +53,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
-    #[error("the store was written by a newer version of Stele (schema {found}, this build knows {known})")]
+    #[error(
+        "the store was written by a newer version of Stele (schema {found}, this build knows {known})"
+    )]
     TooNew { found: i64, known: i64 },
 }
 

@@ -75,7 +75,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if current > known {
-        return Err(StoreError::TooNew { found: current, known });
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
@@ -95,7 +98,11 @@ fn leaf(bytes: Vec<u8>) -> Result<LeafHash> {
 }
 
 fn stored(seq: i64, hash: Vec<u8>, bytes: Vec<u8>) -> Result<StoredEvent> {
-    Ok(StoredEvent { seq: seq as u64, leaf_hash: leaf(hash)?, bytes })
+    Ok(StoredEvent {
+        seq: seq as u64,
+        leaf_hash: leaf(hash)?,
+        bytes,
+    })
 }
 
 fn log_id(conn: &Connection, tenant: &str) -> Result<Option<i64>> {
@@ -112,15 +119,29 @@ impl LogStore for SqliteStore {
         configure(&conn)?;
         let mut logs = HashMap::new();
         {
-            let mut stmt = conn.prepare("SELECT log_id, tenant, size, last_received_at FROM logs")?;
+            let mut stmt =
+                conn.prepare("SELECT log_id, tenant, size, last_received_at FROM logs")?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
             })?;
             for row in rows {
                 let (log_id, tenant, size, last) = row?;
-                let last_received_at = Timestamp::from_micros(last)
-                    .ok_or_else(|| StoreError::Corrupt(format!("log {tenant}: bad last_received_at")))?;
-                logs.insert(tenant, LogState { log_id, size: size as u64, last_received_at });
+                let last_received_at = Timestamp::from_micros(last).ok_or_else(|| {
+                    StoreError::Corrupt(format!("log {tenant}: bad last_received_at"))
+                })?;
+                logs.insert(
+                    tenant,
+                    LogState {
+                        log_id,
+                        size: size as u64,
+                        last_received_at,
+                    },
+                );
             }
         }
         Ok(Box::new(SqliteWriter { conn, logs }))
@@ -130,7 +151,10 @@ impl LogStore for SqliteStore {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached("SELECT tenant, size FROM logs ORDER BY tenant")?;
             let rows = stmt.query_map([], |r| {
-                Ok(LogHead { tenant: r.get(0)?, size: r.get::<_, i64>(1)? as u64 })
+                Ok(LogHead {
+                    tenant: r.get(0)?,
+                    size: r.get::<_, i64>(1)? as u64,
+                })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -138,7 +162,9 @@ impl LogStore for SqliteStore {
 
     fn read_range(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         self.with_reader(|conn| {
-            let Some(log) = log_id(conn, tenant)? else { return Ok(Vec::new()) };
+            let Some(log) = log_id(conn, tenant)? else {
+                return Ok(Vec::new());
+            };
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND seq >= ?2
                  ORDER BY seq LIMIT ?3",
@@ -156,7 +182,9 @@ impl LogStore for SqliteStore {
 
     fn read_seqs(&self, tenant: &str, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
         self.with_reader(|conn| {
-            let Some(log) = log_id(conn, tenant)? else { return Ok(Vec::new()) };
+            let Some(log) = log_id(conn, tenant)? else {
+                return Ok(Vec::new());
+            };
             let mut stmt = conn.prepare_cached(
                 "SELECT leaf_hash, body FROM events WHERE log_id = ?1 AND seq = ?2",
             )?;
@@ -175,14 +203,19 @@ impl LogStore for SqliteStore {
 
     fn get_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<StoredEvent>> {
         self.with_reader(|conn| {
-            let Some(log) = log_id(conn, tenant)? else { return Ok(None) };
+            let Some(log) = log_id(conn, tenant)? else {
+                return Ok(None);
+            };
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND id = ?2",
             )?;
             let row = stmt
-                .query_row(params![log, id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row(params![log, id.as_bytes()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .optional()?;
-            row.map(|(seq, hash, body)| stored(seq, hash, body)).transpose()
+            row.map(|(seq, hash, body)| stored(seq, hash, body))
+                .transpose()
         })
     }
 
@@ -205,7 +238,9 @@ struct SqliteWriter {
 
 impl LogWriter for SqliteWriter {
     fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Log states change only once the transaction commits.
         let mut staged: HashMap<&str, LogState> = HashMap::new();
         let mut in_batch: HashMap<(&str, Uuid), usize> = HashMap::new();
@@ -239,20 +274,34 @@ impl LogWriter for SqliteWriter {
                 if event.client_id {
                     if let Some(&earlier) = in_batch.get(&(tenant, event.id)) {
                         let first: &Appended = &out[earlier];
-                        out.push(Appended { duplicate: true, ..first.clone() });
+                        out.push(Appended {
+                            duplicate: true,
+                            ..first.clone()
+                        });
                         continue;
                     }
                     let found = find
                         .query_row(params![state.log_id, event.id.as_bytes()], |r| {
-                            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, Vec<u8>>(1)?,
+                                r.get::<_, Vec<u8>>(2)?,
+                            ))
                         })
                         .optional()?;
                     if let Some((seq, hash, body)) = found {
                         let received_at = Event::from_stored(&body)
                             .ok()
                             .and_then(|e| e.received_at)
-                            .ok_or_else(|| StoreError::Corrupt(format!("{tenant}/{seq}: unreadable body")))?;
-                        out.push(Appended { seq: seq as u64, received_at, leaf_hash: leaf(hash)?, duplicate: true });
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!("{tenant}/{seq}: unreadable body"))
+                            })?;
+                        out.push(Appended {
+                            seq: seq as u64,
+                            received_at,
+                            leaf_hash: leaf(hash)?,
+                            duplicate: true,
+                        });
                         continue;
                     }
                     in_batch.insert((tenant, event.id), out.len());
@@ -262,15 +311,30 @@ impl LogWriter for SqliteWriter {
                 let received_at = state.last_received_at;
                 let bytes = event.presealed.seal(seq, received_at);
                 let hash = leaf_hash(&bytes);
-                insert.execute(params![state.log_id, seq as i64, event.id.as_bytes(), &hash.0[..], bytes])?;
+                insert.execute(params![
+                    state.log_id,
+                    seq as i64,
+                    event.id.as_bytes(),
+                    &hash.0[..],
+                    bytes
+                ])?;
                 state.size += 1;
-                out.push(Appended { seq, received_at, leaf_hash: hash, duplicate: false });
+                out.push(Appended {
+                    seq,
+                    received_at,
+                    leaf_hash: hash,
+                    duplicate: false,
+                });
             }
             let mut update = tx.prepare_cached(
                 "UPDATE logs SET size = ?2, last_received_at = ?3 WHERE log_id = ?1",
             )?;
             for state in staged.values() {
-                update.execute(params![state.log_id, state.size as i64, state.last_received_at.as_micros()])?;
+                update.execute(params![
+                    state.log_id,
+                    state.size as i64,
+                    state.last_received_at.as_micros()
+                ])?;
             }
         }
         tx.commit()?;

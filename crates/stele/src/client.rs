@@ -109,7 +109,10 @@ async fn failure(response: reqwest::Response) -> anyhow::Error {
 /// Reads events from JSON (an object or an array) or NDJSON.
 fn parse_events(input: &[u8]) -> anyhow::Result<Vec<Value>> {
     let mut events = Vec::new();
-    for (i, value) in serde_json::Deserializer::from_slice(input).into_iter::<Value>().enumerate() {
+    for (i, value) in serde_json::Deserializer::from_slice(input)
+        .into_iter::<Value>()
+        .enumerate()
+    {
         match value.with_context(|| format!("input value {} is not valid JSON", i + 1))? {
             Value::Array(items) => events.extend(items),
             other => events.push(other),
@@ -139,7 +142,10 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         if let Some(tenant) = &args.tenant {
             request = request.query(&[("tenant", tenant)]);
         }
-        let response = request.send().await.with_context(|| format!("sending to {}", args.url))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("sending to {}", args.url))?;
         if !response.status().is_success() {
             let err = failure(response).await;
             bail!("request {} (events {}..): {err}", n + 1, n * SEND_CHUNK);
@@ -193,7 +199,10 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let mut cursor: Option<String> = None;
     let mut all = Vec::new();
     if matches!(args.format, Format::Table) {
-        println!("{:>8}  {:<27}  {:<24}  {:<20}  {:<8}  {:<8}  RESOURCE", "SEQ", "OCCURRED_AT", "ACTION", "ACTOR", "OUTCOME", "LEVEL");
+        println!(
+            "{:>8}  {:<27}  {:<24}  {:<20}  {:<8}  {:<8}  RESOURCE",
+            "SEQ", "OCCURRED_AT", "ACTION", "ACTOR", "OUTCOME", "LEVEL"
+        );
     }
     while printed < args.limit {
         let mut page_params = params.clone();
@@ -232,7 +241,10 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
 
 fn table_row(e: &Value) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    let actor = e["actor"]["id"].as_str().or(e["actor"]["name"].as_str()).unwrap_or("-");
+    let actor = e["actor"]["id"]
+        .as_str()
+        .or(e["actor"]["name"].as_str())
+        .unwrap_or("-");
     let resource = match (e["resource"]["type"].as_str(), e["resource"]["id"].as_str()) {
         (Some(t), Some(id)) => format!("{t}/{id}"),
         (Some(t), None) => t.to_string(),
@@ -258,8 +270,18 @@ mod tests {
     #[test]
     fn parses_object_array_and_ndjson() {
         assert_eq!(parse_events(br#"{"action":"a"}"#).unwrap().len(), 1);
-        assert_eq!(parse_events(br#"[{"action":"a"},{"action":"b"}]"#).unwrap().len(), 2);
-        assert_eq!(parse_events(b"{\"action\":\"a\"}\n\n{\"action\":\"b\"}\n").unwrap().len(), 2);
+        assert_eq!(
+            parse_events(br#"[{"action":"a"},{"action":"b"}]"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_events(b"{\"action\":\"a\"}\n\n{\"action\":\"b\"}\n")
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(parse_events(b"{\"action\":").is_err());
     }
 }

@@ -10,7 +10,11 @@ use std::sync::Arc;
 use stele_server::Config;
 
 #[derive(Parser)]
-#[command(name = "stele", version, about = "A self-hosted, tamper-evident audit log")]
+#[command(
+    name = "stele",
+    version,
+    about = "A self-hosted, tamper-evident audit log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +27,7 @@ enum Command {
     /// Send events from a JSON or NDJSON file (or standard input) to a server.
     Send(client::SendArgs),
     /// Query a server's events.
-    Query(client::QueryArgs),
+    Query(Box<client::QueryArgs>),
     /// Rebuild the search index of a data directory from its store (server stopped).
     Reindex(ReindexArgs),
 }
@@ -64,13 +68,18 @@ fn load_config(file: Option<&PathBuf>, data: Option<PathBuf>) -> anyhow::Result<
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => {
             init_tracing();
@@ -81,7 +90,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(config))
         }
         Command::Send(args) => runtime.block_on(client::send(args)),
-        Command::Query(args) => runtime.block_on(client::query(args)),
+        Command::Query(args) => runtime.block_on(client::query(*args)),
         Command::Reindex(args) => {
             init_tracing();
             let config = load_config(args.config.as_ref(), args.data)?;
@@ -120,14 +129,19 @@ fn reindex(config: &Config) -> anyhow::Result<()> {
     let store_path = config.store_path();
     anyhow::ensure!(store_path.exists(), "no store at {}", store_path.display());
     let store: Arc<dyn stele_store::LogStore> = Arc::new(
-        stele_store::sqlite::SqliteStore::open(&store_path).with_context(|| format!("opening {}", store_path.display()))?,
+        stele_store::sqlite::SqliteStore::open(&store_path)
+            .with_context(|| format!("opening {}", store_path.display()))?,
     );
     let dir = config.index_path();
-    stele_index::SearchIndex::ensure_unused(&dir).context("is the server running? stop it first")?;
+    stele_index::SearchIndex::ensure_unused(&dir)
+        .context("is the server running? stop it first")?;
     stele_index::SearchIndex::wipe(&dir)?;
     let index = stele_index::SearchIndex::open(&dir)?;
     let started = std::time::Instant::now();
     let n = stele_index::catch_up(index, store, &stele_index::IndexerOptions::default())?;
-    println!("reindexed {n} events in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "reindexed {n} events in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

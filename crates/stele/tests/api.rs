@@ -16,12 +16,24 @@ async fn ingest_single_array_and_ndjson() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
 
-    let single = ingest(&server, &[json!({"action": "user.login", "actor": {"id": "ann"}})]).await;
+    let single = ingest(
+        &server,
+        &[json!({"action": "user.login", "actor": {"id": "ann"}})],
+    )
+    .await;
     assert_eq!(single[0]["seq"], 0);
     let (status, body) = post(&server, "/v1/events", &json!({"action": "user.logout"})).await;
     assert_eq!(status, 201);
     assert_eq!(body["receipts"][0]["seq"], 1);
-    let array = ingest(&server, &[json!({"action": "a.b"}), json!({"action": "a.c"}), json!({"action": "a.d"})]).await;
+    let array = ingest(
+        &server,
+        &[
+            json!({"action": "a.b"}),
+            json!({"action": "a.c"}),
+            json!({"action": "a.d"}),
+        ],
+    )
+    .await;
     assert_eq!(seqs(&array), vec![2, 3, 4]);
 
     let ndjson = "{\"action\":\"n.one\"}\n\n{\"action\":\"n.two\",\"tenant\":\"other\"}\n";
@@ -35,16 +47,29 @@ async fn ingest_single_array_and_ndjson() {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let receipts = body["receipts"].as_array().unwrap();
-    assert_eq!((receipts[0]["seq"].as_u64(), receipts[0]["tenant"].as_str()), (Some(5), Some("default")));
-    assert_eq!((receipts[1]["seq"].as_u64(), receipts[1]["tenant"].as_str()), (Some(0), Some("other")));
+    assert_eq!(
+        (receipts[0]["seq"].as_u64(), receipts[0]["tenant"].as_str()),
+        (Some(5), Some("default"))
+    );
+    assert_eq!(
+        (receipts[1]["seq"].as_u64(), receipts[1]["tenant"].as_str()),
+        (Some(0), Some("other"))
+    );
 
     // Each receipt's leaf hash is the RFC 9162 hash of exactly the bytes served back.
     for receipt in single.iter().chain(&array).chain(receipts) {
-        let url = format!("/v1/events/{}?tenant={}", receipt["id"].as_str().unwrap(), receipt["tenant"].as_str().unwrap());
+        let url = format!(
+            "/v1/events/{}?tenant={}",
+            receipt["id"].as_str().unwrap(),
+            receipt["tenant"].as_str().unwrap()
+        );
         let response = client().get(server.endpoint(&url)).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.unwrap();
-        assert_eq!(receipt["leaf_hash"].as_str().unwrap(), b64(&stele_core::leaf_hash(&bytes).0));
+        assert_eq!(
+            receipt["leaf_hash"].as_str().unwrap(),
+            b64(&stele_core::leaf_hash(&bytes).0)
+        );
         let event: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(event["seq"], receipt["seq"]);
         assert_eq!(event["received_at"], receipt["received_at"]);
@@ -53,7 +78,10 @@ async fn ingest_single_array_and_ndjson() {
     let (status, body) = get(&server, "/v1/events/0190b3c4-0000-7000-8000-000000000001").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     let (status, body) = get(&server, "/v1/events/not-a-uuid").await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
     server.stop();
 }
 
@@ -69,16 +97,34 @@ async fn bad_input_is_rejected_whole_with_problem_details() {
         {"action": "ok.two"},
         {"action": "x", "level": "loud", "actor": {"ip": "nope"}},
     ]);
-    let response = client().post(server.endpoint("/v1/events")).json(&batch).send().await.unwrap();
+    let response = client()
+        .post(server.endpoint("/v1/events"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 422);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "invalid_event");
     assert_eq!(problem["status"], 422);
     assert_eq!(problem["type"], "urn:stele:error:invalid_event");
-    let indexes: Vec<u64> = problem["errors"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, vec![1, 3]);
-    assert!(problem["errors"][0]["reasons"][0].as_str().unwrap().contains("action"));
+    assert!(
+        problem["errors"][0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("action")
+    );
 
     let ndjson = "{\"action\":\"fine\"}\n{\"action\": broken\n";
     let response = client()
@@ -93,26 +139,79 @@ async fn bad_input_is_rejected_whole_with_problem_details() {
     assert_eq!(problem["errors"][0]["index"], 1);
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (client().post(server.endpoint("/v1/events")).header("content-type", "application/json").body("{not json"), 400, "invalid_json"),
-        (client().post(server.endpoint("/v1/events")).json(&json!([])), 400, "empty_batch"),
-        (client().post(server.endpoint("/v1/events")).json(&json!(42)), 400, "invalid_json"),
-        (client().post(server.endpoint("/v1/events")).header("content-type", "text/plain").body("{}"), 415, "unsupported_media_type"),
-        (client().post(server.endpoint("/v1/events?tenant=_stele")).json(&json!({"action": "a"})), 400, "invalid_tenant"),
-        (client().post(server.endpoint("/v1/events")).json(&vec![json!({"action": "a"}); 10_001]), 413, "too_many_events"),
-        (client().delete(server.endpoint("/v1/events")), 405, "method_not_allowed"),
-        (client().get(server.endpoint("/v2/nothing")), 404, "not_found"),
+        (
+            client()
+                .post(server.endpoint("/v1/events"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "invalid_json",
+        ),
+        (
+            client()
+                .post(server.endpoint("/v1/events"))
+                .json(&json!([])),
+            400,
+            "empty_batch",
+        ),
+        (
+            client()
+                .post(server.endpoint("/v1/events"))
+                .json(&json!(42)),
+            400,
+            "invalid_json",
+        ),
+        (
+            client()
+                .post(server.endpoint("/v1/events"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            client()
+                .post(server.endpoint("/v1/events?tenant=_stele"))
+                .json(&json!({"action": "a"})),
+            400,
+            "invalid_tenant",
+        ),
+        (
+            client()
+                .post(server.endpoint("/v1/events"))
+                .json(&vec![json!({"action": "a"}); 10_001]),
+            413,
+            "too_many_events",
+        ),
+        (
+            client().delete(server.endpoint("/v1/events")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            client().get(server.endpoint("/v2/nothing")),
+            404,
+            "not_found",
+        ),
     ];
     for (request, status, code) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{code}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json", "{code}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{code}"
+        );
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["code"], code);
     }
 
     // A body announced as larger than the limit is refused before it is read.
     let (status, problem) = raw_post_announcing(&server, 17 << 20);
-    assert_eq!((status, problem["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
 
     // Nothing of the rejected requests was stored: the log still holds the one seed event.
     let all = list_all(&server, "min_seq=0", 100).await;
@@ -148,48 +247,96 @@ async fn every_filter_matches_its_events() {
     for chunk in events.chunks(100) {
         ingest(&server, chunk).await;
     }
-    ingest(&server, &[json!({"action": "user.login", "tenant": "elsewhere"})]).await;
+    ingest(
+        &server,
+        &[json!({"action": "user.login", "tenant": "elsewhere"})],
+    )
+    .await;
     wait_indexed(&server, "default", 299).await;
 
-    let level_rank = |l: &str| ["debug", "info", "warn", "error", "critical"].iter().position(|x| *x == l).unwrap();
+    let level_rank = |l: &str| {
+        ["debug", "info", "warn", "error", "critical"]
+            .iter()
+            .position(|x| *x == l)
+            .unwrap()
+    };
     type Pred = Box<dyn Fn(&Value) -> bool>;
     let cases: Vec<(&str, Pred)> = vec![
         ("actor_id=u3", Box::new(|e| e["actor"]["id"] == "u3")),
-        ("actor_type=api_key", Box::new(|e| e["actor"]["type"] == "api_key")),
+        (
+            "actor_type=api_key",
+            Box::new(|e| e["actor"]["type"] == "api_key"),
+        ),
         ("ip=10.0.0.2", Box::new(|e| e["actor"]["ip"] == "10.0.0.2")),
-        ("ip=2001:db8:0:0::1", Box::new(|e| e["actor"]["ip"] == "2001:db8::1")),
-        ("action=user.login", Box::new(|e| e["action"] == "user.login")),
-        ("action=user.*", Box::new(|e| e["action"].as_str().unwrap().starts_with("user."))),
-        ("action=pass*", Box::new(|e| e["action"].as_str().unwrap().starts_with("pass"))),
-        ("category=security", Box::new(|e| e["category"] == "security")),
-        ("level=warn", Box::new(move |e| level_rank(e["level"].as_str().unwrap()) >= 2)),
+        (
+            "ip=2001:db8:0:0::1",
+            Box::new(|e| e["actor"]["ip"] == "2001:db8::1"),
+        ),
+        (
+            "action=user.login",
+            Box::new(|e| e["action"] == "user.login"),
+        ),
+        (
+            "action=user.*",
+            Box::new(|e| e["action"].as_str().unwrap().starts_with("user.")),
+        ),
+        (
+            "action=pass*",
+            Box::new(|e| e["action"].as_str().unwrap().starts_with("pass")),
+        ),
+        (
+            "category=security",
+            Box::new(|e| e["category"] == "security"),
+        ),
+        (
+            "level=warn",
+            Box::new(move |e| level_rank(e["level"].as_str().unwrap()) >= 2),
+        ),
         ("level=critical", Box::new(|e| e["level"] == "critical")),
         ("outcome=denied", Box::new(|e| e["outcome"] == "denied")),
-        ("resource_type=queue", Box::new(|e| e["resource"]["type"] == "queue")),
+        (
+            "resource_type=queue",
+            Box::new(|e| e["resource"]["type"] == "queue"),
+        ),
         ("resource_id=r4", Box::new(|e| e["resource"]["id"] == "r4")),
-        ("correlation_id=op-7", Box::new(|e| e["correlation_id"] == "op-7")),
-        ("request_id=req-42", Box::new(|e| e["request_id"] == "req-42")),
+        (
+            "correlation_id=op-7",
+            Box::new(|e| e["correlation_id"] == "op-7"),
+        ),
+        (
+            "request_id=req-42",
+            Box::new(|e| e["request_id"] == "req-42"),
+        ),
         ("trace_id=trace-5", Box::new(|e| e["trace_id"] == "trace-5")),
         ("error_code=E2", Box::new(|e| e["error"]["code"] == "E2")),
         (
             "from=2026-01-01T00:01:00Z&to=2026-01-01T00:02:30Z",
             Box::new(|e| {
                 let t = e["occurred_at"].as_str().unwrap();
-                ("2026-01-01T00:01:00" ..= "2026-01-01T00:02:29.999999Z").contains(&t)
+                ("2026-01-01T00:01:00"..="2026-01-01T00:02:29.999999Z").contains(&t)
             }),
         ),
         (
             "outcome=failure&level=warn&action=queue.*",
             Box::new(move |e| {
-                e["outcome"] == "failure" && level_rank(e["level"].as_str().unwrap()) >= 2 && e["action"].as_str().unwrap().starts_with("queue.")
+                e["outcome"] == "failure"
+                    && level_rank(e["level"].as_str().unwrap()) >= 2
+                    && e["action"].as_str().unwrap().starts_with("queue.")
             }),
         ),
     ];
     let stored = list_all(&server, "", 1000).await;
     assert_eq!(stored.len(), 300);
     for (query, pred) in cases {
-        let expected: Vec<u64> = stored.iter().filter(|e| pred(e)).map(|e| e["seq"].as_u64().unwrap()).collect();
-        assert!(!expected.is_empty(), "{query} matches nothing; the sample data should cover it");
+        let expected: Vec<u64> = stored
+            .iter()
+            .filter(|e| pred(e))
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{query} matches nothing; the sample data should cover it"
+        );
         let got = seqs(&list_all(&server, query, 1000).await);
         assert_eq!(got, expected, "{query}");
         let mut desc = seqs(&list_all(&server, &format!("{query}&order=desc"), 7).await);
@@ -197,7 +344,10 @@ async fn every_filter_matches_its_events() {
         assert_eq!(desc, expected, "{query} desc");
     }
     let other = list_all(&server, "tenant=elsewhere", 10).await;
-    assert_eq!((other.len(), other[0]["tenant"].as_str()), (1, Some("elsewhere")));
+    assert_eq!(
+        (other.len(), other[0]["tenant"].as_str()),
+        (1, Some("elsewhere"))
+    );
 
     let (_, page) = get(&server, "/v1/events?limit=5").await;
     assert_eq!(page["indexed_through"], 299);
@@ -208,7 +358,10 @@ async fn every_filter_matches_its_events() {
         ("limit=0", "invalid_query"),
         ("limit=1001", "invalid_query"),
         ("from=yesterday", "invalid_query"),
-        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "invalid_query"),
+        (
+            "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "invalid_query",
+        ),
         ("ip=999.1.1.1", "invalid_query"),
         ("action=User.*", "invalid_query"),
         ("order=sideways", "invalid_query"),
@@ -218,7 +371,11 @@ async fn every_filter_matches_its_events() {
         ("tenant=Bad", "invalid_tenant"),
     ] {
         let (status, body) = get(&server, &format!("/v1/events?{query}")).await;
-        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{query}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some(code)),
+            "{query}"
+        );
     }
     server.stop();
 }
@@ -228,16 +385,26 @@ async fn pagination_through_2500_events_in_both_orders() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
     for chunk in 0..5 {
-        let events: Vec<Value> = (0..500).map(|i| json!({"action": "bulk.load", "details": {"n": chunk * 500 + i}})).collect();
+        let events: Vec<Value> = (0..500)
+            .map(|i| json!({"action": "bulk.load", "details": {"n": chunk * 500 + i}}))
+            .collect();
         ingest(&server, &events).await;
     }
     wait_indexed(&server, "default", 2499).await;
     let all: Vec<u64> = (0..2500).collect();
     for page in [100, 7, 1000] {
-        assert_eq!(seqs(&list_all(&server, "order=asc", page).await), all, "asc pages of {page}");
+        assert_eq!(
+            seqs(&list_all(&server, "order=asc", page).await),
+            all,
+            "asc pages of {page}"
+        );
         let mut desc = all.clone();
         desc.reverse();
-        assert_eq!(seqs(&list_all(&server, "order=desc", page).await), desc, "desc pages of {page}");
+        assert_eq!(
+            seqs(&list_all(&server, "order=desc", page).await),
+            desc,
+            "desc pages of {page}"
+        );
     }
     let filtered = list_all(&server, "action=bulk.load", 333).await;
     assert_eq!(filtered.len(), 2500);
@@ -252,7 +419,11 @@ async fn idempotent_resend_in_a_batch_across_batches_and_after_restart() {
     let other = "0190b3c4-1111-7000-8000-000000000002";
     let receipts = ingest(
         &server,
-        &[json!({"id": id, "action": "pay.send"}), json!({"id": id, "action": "pay.send"}), json!({"id": other, "action": "pay.send"})],
+        &[
+            json!({"id": id, "action": "pay.send"}),
+            json!({"id": id, "action": "pay.send"}),
+            json!({"id": other, "action": "pay.send"}),
+        ],
     )
     .await;
     assert_eq!(receipts[0]["duplicate"], false);
@@ -261,18 +432,44 @@ async fn idempotent_resend_in_a_batch_across_batches_and_after_restart() {
     assert_eq!(receipts[1]["leaf_hash"], receipts[0]["leaf_hash"]);
     assert_eq!(receipts[2]["seq"], 1);
 
-    let again = ingest(&server, &[json!({"action": "new.one"}), json!({"id": id, "action": "pay.send"})]).await;
-    assert_eq!((again[0]["seq"].as_u64(), again[0]["duplicate"].as_bool()), (Some(2), Some(false)));
+    let again = ingest(
+        &server,
+        &[
+            json!({"action": "new.one"}),
+            json!({"id": id, "action": "pay.send"}),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (again[0]["seq"].as_u64(), again[0]["duplicate"].as_bool()),
+        (Some(2), Some(false))
+    );
     assert_eq!(again[1]["duplicate"], true);
     assert_eq!(again[1]["seq"], receipts[0]["seq"]);
     assert_eq!(again[1]["received_at"], receipts[0]["received_at"]);
     server.stop();
 
     let server = Server::start(dir.path(), None);
-    let after = ingest(&server, &[json!({"id": other, "action": "pay.send"}), json!({"action": "newer"})]).await;
-    assert_eq!((after[0]["seq"].as_u64(), after[0]["duplicate"].as_bool()), (Some(1), Some(true)));
-    assert_eq!((after[1]["seq"].as_u64(), after[1]["duplicate"].as_bool()), (Some(3), Some(false)));
-    assert_eq!(seqs(&list_all(&server, "min_seq=3", 100).await), vec![0, 1, 2, 3]);
+    let after = ingest(
+        &server,
+        &[
+            json!({"id": other, "action": "pay.send"}),
+            json!({"action": "newer"}),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (after[0]["seq"].as_u64(), after[0]["duplicate"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(
+        (after[1]["seq"].as_u64(), after[1]["duplicate"].as_bool()),
+        (Some(3), Some(false))
+    );
+    assert_eq!(
+        seqs(&list_all(&server, "min_seq=3", 100).await),
+        vec![0, 1, 2, 3]
+    );
     server.stop();
 }
 
@@ -284,12 +481,17 @@ async fn a_full_queue_answers_503_with_retry_after() {
     for t in 0..32 {
         let url = server.endpoint("/v1/events");
         tasks.push(tokio::spawn(async move {
-            let events: Vec<Value> = (0..150).map(|i| json!({"action": "load.test", "details": {"t": t, "i": i}})).collect();
+            let events: Vec<Value> = (0..150)
+                .map(|i| json!({"action": "load.test", "details": {"t": t, "i": i}}))
+                .collect();
             let mut outcomes = Vec::new();
             for _ in 0..4 {
                 let response = client().post(&url).json(&events).send().await.unwrap();
                 let status = response.status().as_u16();
-                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
                 let body: Value = response.json().await.unwrap();
                 outcomes.push((status, retry_after, body));
             }
@@ -335,8 +537,20 @@ async fn traces_group_steps_with_timing() {
     let events = vec![
         step("parse", "started", 1, "2026-03-01T10:00:00Z", json!({})),
         step("sod_check", "started", 2, "2026-03-01T10:00:01Z", json!({})),
-        step("parse", "completed", 1, "2026-03-01T10:00:00.250Z", json!({})),
-        step("sod_check", "failed", 2, "2026-03-01T10:00:03Z", json!({"level": "error", "outcome": "failure", "duration_ms": 1900, "error": {"code": "SOD_INVALID"}})),
+        step(
+            "parse",
+            "completed",
+            1,
+            "2026-03-01T10:00:00.250Z",
+            json!({}),
+        ),
+        step(
+            "sod_check",
+            "failed",
+            2,
+            "2026-03-01T10:00:03Z",
+            json!({"level": "error", "outcome": "failure", "duration_ms": 1900, "error": {"code": "SOD_INVALID"}}),
+        ),
         json!({"action": "passport.verify", "correlation_id": "other-op"}),
     ];
     let receipts = ingest(&server, &events).await;
@@ -350,10 +564,16 @@ async fn traces_group_steps_with_timing() {
     assert_eq!(trace["outcome"], "failure");
     let steps = trace["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2);
-    assert_eq!((steps[0]["name"].as_str(), steps[0]["status"].as_str()), (Some("parse"), Some("completed")));
+    assert_eq!(
+        (steps[0]["name"].as_str(), steps[0]["status"].as_str()),
+        (Some("parse"), Some("completed"))
+    );
     assert_eq!(steps[0]["duration_ms"], 250);
     assert_eq!(steps[0]["events"], 2);
-    assert_eq!((steps[1]["name"].as_str(), steps[1]["status"].as_str()), (Some("sod_check"), Some("failed")));
+    assert_eq!(
+        (steps[1]["name"].as_str(), steps[1]["status"].as_str()),
+        (Some("sod_check"), Some("failed"))
+    );
     assert_eq!(steps[1]["duration_ms"], 1900);
     assert_eq!(steps[1]["level"], "error");
     let (status, body) = get(&server, "/v1/traces/no-such-op").await;
@@ -370,10 +590,24 @@ async fn health_metrics_and_docs() {
     assert_eq!((status, live["status"].as_str()), (200, Some("ok")));
     let (status, ready) = get(&server, "/health/ready").await;
     assert_eq!(status, 200);
-    assert_eq!((ready["status"].as_str(), ready["store"].as_bool(), ready["writer"].as_bool()), (Some("ready"), Some(true), Some(true)));
+    assert_eq!(
+        (
+            ready["status"].as_str(),
+            ready["store"].as_bool(),
+            ready["writer"].as_bool()
+        ),
+        (Some("ready"), Some(true), Some(true))
+    );
     assert!(ready["index_lag"].as_u64().is_some());
 
-    let metrics = client().get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client()
+        .get(server.endpoint("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "stele_events_ingested_total",
         "stele_commit_seconds_bucket",
@@ -386,17 +620,39 @@ async fn health_metrics_and_docs() {
 
     let (status, spec) = get(&server, "/openapi.json").await;
     assert_eq!(status, 200);
-    let paths: BTreeSet<&str> = spec["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    for path in ["/v1/events", "/v1/events/{id}", "/v1/traces/{correlation_id}", "/health/ready", "/metrics"] {
+    let paths: BTreeSet<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/v1/events",
+        "/v1/events/{id}",
+        "/v1/traces/{correlation_id}",
+        "/health/ready",
+        "/metrics",
+    ] {
         assert!(paths.contains(path), "openapi lacks {path}");
     }
-    let docs = client().get(server.endpoint("/docs/")).send().await.unwrap();
+    let docs = client()
+        .get(server.endpoint("/docs/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(docs.status(), 200);
     let html = docs.text().await.unwrap();
     assert!(html.to_lowercase().contains("swagger"));
     // The UI's assets come from the binary, not from the internet.
-    assert!(!html.contains("https://"), "the docs page loads remote assets");
-    let bundle = client().get(server.endpoint("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert!(
+        !html.contains("https://"),
+        "the docs page loads remote assets"
+    );
+    let bundle = client()
+        .get(server.endpoint("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bundle.status(), 200);
     server.stop();
 }

@@ -19,7 +19,11 @@ async fn wait_index_caught_up(server: &Server) {
         if status == 200 && ready["index_lag"] == 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "index never caught up: {}", short(&ready));
+        assert!(
+            Instant::now() < deadline,
+            "index never caught up: {}",
+            short(&ready)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -77,16 +81,31 @@ async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
     wait_index_caught_up(&server).await;
     let stored = list_all(&server, "", 1000).await;
     let n = stored.len() as u64;
-    assert_eq!(seqs(&stored), (0..n).collect::<Vec<_>>(), "seq is not dense");
-    let acked = acked.lock().unwrap();
-    assert!(acked.len() >= 500 * 3, "too few acknowledged events to mean anything");
+    assert_eq!(
+        seqs(&stored),
+        (0..n).collect::<Vec<_>>(),
+        "seq is not dense"
+    );
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 500 * 3,
+        "too few acknowledged events to mean anything"
+    );
     let mut missing = 0;
     for (id, &seq) in acked.iter() {
-        if stored.get(seq as usize).is_none_or(|e| e["id"] != id.as_str()) {
+        if stored
+            .get(seq as usize)
+            .is_none_or(|e| e["id"] != id.as_str())
+        {
             missing += 1;
         }
     }
-    assert_eq!(missing, 0, "{missing} acknowledged events are missing of {}", acked.len());
+    assert_eq!(
+        missing,
+        0,
+        "{missing} acknowledged events are missing of {}",
+        acked.len()
+    );
     // Also by id, straight from the store, for a sample.
     for (id, &seq) in acked.iter().take(50) {
         let (status, event) = get(&server, &format!("/v1/events/{id}")).await;
@@ -134,16 +153,35 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
     assert_eq!(answers(&server).await, expected, "after deleting the index");
     server.stop();
 
-    let out = Command::new(BIN).arg("reindex").arg("--data").arg(dir.path()).env("STELE_LOG", "warn").output().unwrap();
-    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("reindex")
+        .arg("--data")
+        .arg(dir.path())
+        .env("STELE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reindex failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("reindexed 1200 events"));
     let server = Server::start(dir.path(), None);
     let (_, page) = get(&server, "/v1/events?limit=1").await;
-    assert_eq!(page["indexed_through"], 1199, "reindex committed everything before the server started");
+    assert_eq!(
+        page["indexed_through"], 1199,
+        "reindex committed everything before the server started"
+    );
     assert_eq!(answers(&server).await, expected, "after stele reindex");
 
     // Reindexing under a running server is refused rather than pulling the index away.
-    let out = Command::new(BIN).arg("reindex").arg("--data").arg(dir.path()).env("STELE_LOG", "warn").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("reindex")
+        .arg("--data")
+        .arg(dir.path())
+        .env("STELE_LOG", "warn")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     server.stop();
 }
@@ -164,7 +202,11 @@ async fn index_resumes_after_sigkill() {
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     let server = Server::start(dir.path(), None);
     wait_index_caught_up(&server).await;
-    assert_eq!(answers(&server).await, resumed, "a resumed index answers like a rebuilt one");
+    assert_eq!(
+        answers(&server).await,
+        resumed,
+        "a resumed index answers like a rebuilt one"
+    );
     assert_eq!(resumed[0].len(), 1200);
     server.stop();
 }
@@ -176,28 +218,70 @@ async fn cli_send_and_query() {
     let file = dir.path().join("events.ndjson");
     let lines: Vec<String> = (0..25).map(|i| sample_event(i).to_string()).collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let out = Command::new(BIN).args(["send", "--url", &server.url]).arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stored 25 events (0 already present)");
+    let out = Command::new(BIN)
+        .args(["send", "--url", &server.url])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "stored 25 events (0 already present)"
+    );
     wait_indexed(&server, "default", 24).await;
 
     let out = Command::new(BIN)
-        .args(["query", "--url", &server.url, "--action", "user.*", "--format", "ndjson", "--limit", "1000"])
+        .args([
+            "query",
+            "--url",
+            &server.url,
+            "--action",
+            "user.*",
+            "--format",
+            "ndjson",
+            "--limit",
+            "1000",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let expected: Vec<u64> = (0..25u64).filter(|i| i % 5 < 2).collect();
     assert_eq!(seqs(&printed), expected);
 
-    let out = Command::new(BIN).args(["query", "--url", &server.url, "--desc", "--limit", "3"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["query", "--url", &server.url, "--desc", "--limit", "3"])
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(table.lines().count(), 4, "a header and three rows");
-    assert!(table.lines().nth(1).unwrap().trim_start().starts_with("24 "));
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim_start()
+            .starts_with("24 ")
+    );
 
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"[{"action":"ok"},{"action":"Not Ok"}]"#).unwrap();
-    let out = Command::new(BIN).args(["send", "--url", &server.url]).arg(&bad).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["send", "--url", &server.url])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_event"));
     server.stop();

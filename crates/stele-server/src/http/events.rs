@@ -1,8 +1,8 @@
 //! Reading events: filtered listings and traces run on the search index, which yields
 //! `seq`s; the bodies are then read from the store, exactly as stored.
 
-use super::problem::ApiError;
 use super::AppState;
+use super::problem::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +41,9 @@ impl ParamReader {
                 )));
             }
             if params.insert(key.clone(), value).is_some() {
-                return Err(ApiError::invalid_query(format!("parameter `{key}` is given more than once")));
+                return Err(ApiError::invalid_query(format!(
+                    "parameter `{key}` is given more than once"
+                )));
             }
         }
         Ok(ParamReader { params })
@@ -50,32 +52,61 @@ impl ParamReader {
     fn text(&self, key: &str) -> Result<Option<String>, ApiError> {
         match self.params.get(key) {
             Some(v) if v.is_empty() => Err(ApiError::invalid_query(format!("`{key}` is empty"))),
-            Some(v) if v.len() > 4096 => Err(ApiError::invalid_query(format!("`{key}` is too long"))),
+            Some(v) if v.len() > 4096 => {
+                Err(ApiError::invalid_query(format!("`{key}` is too long")))
+            }
             other => Ok(other.cloned()),
         }
     }
 
-    fn parsed<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, ApiError> {
+    fn parsed<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ApiError> {
         self.text(key)?
             .map(|v| parse(&v).map_err(|e| ApiError::invalid_query(format!("`{key}`: {e}"))))
             .transpose()
     }
 
     fn tenant(&self, state: &AppState) -> Result<String, ApiError> {
-        let tenant = self.text("tenant")?.unwrap_or_else(|| state.config.default_tenant.clone());
-        stele_core::validate_tenant(&tenant).map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
+        let tenant = self
+            .text("tenant")?
+            .unwrap_or_else(|| state.config.default_tenant.clone());
+        stele_core::validate_tenant(&tenant)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
         Ok(tenant)
     }
 }
 
-fn enum_param<T>(parse: fn(&str) -> Option<T>, expected: fn() -> String) -> impl Fn(&str) -> Result<T, String> {
+fn enum_param<T>(
+    parse: fn(&str) -> Option<T>,
+    expected: fn() -> String,
+) -> impl Fn(&str) -> Result<T, String> {
     move |v| parse(v).ok_or_else(|| format!("`{v}` is not one of {}", expected()))
 }
 
 const LIST_PARAMS: &[&str] = &[
-    "tenant", "from", "to", "actor_id", "actor_type", "ip", "action", "category", "level", "outcome",
-    "resource_type", "resource_id", "correlation_id", "request_id", "trace_id", "error_code", "order",
-    "limit", "cursor", "min_seq",
+    "tenant",
+    "from",
+    "to",
+    "actor_id",
+    "actor_type",
+    "ip",
+    "action",
+    "category",
+    "level",
+    "outcome",
+    "resource_type",
+    "resource_id",
+    "correlation_id",
+    "request_id",
+    "trace_id",
+    "error_code",
+    "order",
+    "limit",
+    "cursor",
+    "min_seq",
 ];
 
 fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
@@ -83,8 +114,13 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
     q.from = p.parsed("from", Timestamp::parse)?;
     q.to = p.parsed("to", Timestamp::parse)?;
     q.actor_id = p.text("actor_id")?;
-    q.actor_type = p.parsed("actor_type", enum_param(ActorType::parse, ActorType::expected))?;
-    q.ip = p.parsed("ip", |v| v.parse().map_err(|_| format!("`{v}` is not an IP address")))?;
+    q.actor_type = p.parsed(
+        "actor_type",
+        enum_param(ActorType::parse, ActorType::expected),
+    )?;
+    q.ip = p.parsed("ip", |v| {
+        v.parse().map_err(|_| format!("`{v}` is not an IP address"))
+    })?;
     q.action = p.parsed("action", parse_action)?;
     q.category = p.parsed("category", enum_param(Category::parse, Category::expected))?;
     q.min_level = p.parsed("level", enum_param(Level::parse, Level::expected))?;
@@ -114,9 +150,13 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
         return Err(ApiError::invalid_query("`from` is after `to`"));
     }
     if let Some(text) = p.text("cursor")? {
-        let cursor = Cursor::decode(&text).map_err(|e| ApiError::new(ErrorCode::InvalidCursor, e.to_string()))?;
+        let cursor = Cursor::decode(&text)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidCursor, e.to_string()))?;
         if cursor.order != q.order {
-            return Err(ApiError::new(ErrorCode::InvalidCursor, "the cursor belongs to a listing in the other order"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidCursor,
+                "the cursor belongs to a listing in the other order",
+            ));
         }
         q.after = Some(cursor.after);
     }
@@ -126,8 +166,14 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
 fn parse_action(v: &str) -> Result<ActionFilter, String> {
     match v.strip_suffix('*') {
         Some(prefix) => {
-            let ok = prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
-            if ok { Ok(ActionFilter::Prefix(prefix.to_string())) } else { Err(format!("`{v}` is not an action prefix like `user.*`")) }
+            let ok = prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+            if ok {
+                Ok(ActionFilter::Prefix(prefix.to_string()))
+            } else {
+                Err(format!("`{v}` is not an action prefix like `user.*`"))
+            }
         }
         None => stele_core::validate_action(v).map(|_| ActionFilter::Exact(v.to_string())),
     }
@@ -138,7 +184,11 @@ async fn wait_for_index(state: &AppState, tenant: &str, min_seq: u64) {
     let mut progress = state.index_progress.subscribe();
     let _ = tokio::time::timeout(MAX_INDEX_WAIT, async {
         loop {
-            if state.index.indexed_through(tenant).is_some_and(|s| s >= min_seq) {
+            if state
+                .index
+                .indexed_through(tenant)
+                .is_some_and(|s| s >= min_seq)
+            {
                 return;
             }
             if progress.changed().await.is_err() {
@@ -150,11 +200,17 @@ async fn wait_for_index(state: &AppState, tenant: &str, min_seq: u64) {
 }
 
 /// Runs the search and reads the bodies, on a blocking thread.
-async fn search_and_read(state: &Arc<AppState>, q: EventQuery) -> Result<(SearchPage, Vec<StoredEvent>), ApiError> {
+async fn search_and_read(
+    state: &Arc<AppState>,
+    q: EventQuery,
+) -> Result<(SearchPage, Vec<StoredEvent>), ApiError> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let page = state.index.search(&q).map_err(ApiError::internal)?;
-        let events = state.store.read_seqs(&q.tenant, &page.seqs).map_err(ApiError::unavailable)?;
+        let events = state
+            .store
+            .read_seqs(&q.tenant, &page.seqs)
+            .map_err(ApiError::unavailable)?;
         Ok((page, events))
     })
     .await
@@ -163,7 +219,10 @@ async fn search_and_read(state: &Arc<AppState>, q: EventQuery) -> Result<(Search
 
 fn json_response(body: Vec<u8>) -> Response {
     let mut response = body.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -215,10 +274,16 @@ pub struct EventPage {
         (status = 400, body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list(State(state): State<Arc<AppState>>, Query(raw): Params) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(raw): Params,
+) -> Result<Response, ApiError> {
     let p = ParamReader::new(raw, LIST_PARAMS)?;
     let tenant = p.tenant(&state)?;
-    let min_seq = p.parsed("min_seq", |v| v.parse::<u64>().map_err(|_| "must be a whole number".to_string()))?;
+    let min_seq = p.parsed("min_seq", |v| {
+        v.parse::<u64>()
+            .map_err(|_| "must be a whole number".to_string())
+    })?;
     let q = list_query(&p, tenant.clone())?;
     if let Some(min_seq) = min_seq {
         wait_for_index(&state, &tenant, min_seq).await;
@@ -226,7 +291,11 @@ pub async fn list(State(state): State<Arc<AppState>>, Query(raw): Params) -> Res
     let (order, limit) = (q.order, q.limit);
     let (page, events) = search_and_read(&state, q).await?;
     let next_cursor = (page.has_more && page.seqs.len() == limit)
-        .then(|| page.seqs.last().map(|&after| Cursor { order, after }.encode()))
+        .then(|| {
+            page.seqs
+                .last()
+                .map(|&after| Cursor { order, after }.encode())
+        })
         .flatten();
 
     let mut out = Vec::with_capacity(events.iter().map(|e| e.bytes.len() + 1).sum::<usize>() + 128);
@@ -258,7 +327,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let p = ParamReader::new(raw, &["tenant"])?;
     let tenant = p.tenant(&state)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::invalid_query(format!("`{id}` is not a UUID")))?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::invalid_query(format!("`{id}` is not a UUID")))?;
     let store = state.store.clone();
     let tenant_for_read = tenant.clone();
     let found = tokio::task::spawn_blocking(move || store.get_by_id(&tenant_for_read, id))
@@ -267,7 +337,9 @@ pub async fn get(
         .map_err(ApiError::unavailable)?;
     match found {
         Some(event) => Ok(json_response(event.bytes)),
-        None => Err(ApiError::not_found(format!("no event {id} in log `{tenant}`"))),
+        None => Err(ApiError::not_found(format!(
+            "no event {id} in log `{tenant}`"
+        ))),
     }
 }
 
@@ -326,23 +398,36 @@ pub async fn trace(
     let p = ParamReader::new(raw, &["tenant", "min_seq"])?;
     let tenant = p.tenant(&state)?;
     if correlation_id.is_empty() || correlation_id.len() > 4096 {
-        return Err(ApiError::invalid_query("the correlation id must be 1-4096 bytes"));
+        return Err(ApiError::invalid_query(
+            "the correlation id must be 1-4096 bytes",
+        ));
     }
-    if let Some(min_seq) = p.parsed("min_seq", |v| v.parse::<u64>().map_err(|_| "must be a whole number".to_string()))? {
+    if let Some(min_seq) = p.parsed("min_seq", |v| {
+        v.parse::<u64>()
+            .map_err(|_| "must be a whole number".to_string())
+    })? {
         wait_for_index(&state, &tenant, min_seq).await;
     }
     let mut q = EventQuery::all(&tenant, MAX_TRACE_EVENTS);
     q.correlation_id = Some(correlation_id.clone());
     let (page, stored) = search_and_read(&state, q).await?;
     if stored.is_empty() {
-        return Err(ApiError::not_found(format!("no events with correlation id `{correlation_id}` in log `{tenant}`")));
+        return Err(ApiError::not_found(format!(
+            "no events with correlation id `{correlation_id}` in log `{tenant}`"
+        )));
     }
     let events: Vec<Event> = stored
         .iter()
         .map(|s| Event::from_stored(&s.bytes))
         .collect::<Result<_, _>>()
         .map_err(ApiError::internal)?;
-    let trace = build_trace(correlation_id, tenant, events, page.has_more, page.indexed_through);
+    let trace = build_trace(
+        correlation_id,
+        tenant,
+        events,
+        page.has_more,
+        page.indexed_through,
+    );
     Ok(axum::Json(trace).into_response())
 }
 
@@ -354,7 +439,13 @@ fn span_ms(from: Timestamp, to: Timestamp) -> u64 {
     u64::try_from((to.as_micros() - from.as_micros()) / 1000).unwrap_or(0)
 }
 
-fn build_trace(correlation_id: String, tenant: String, events: Vec<Event>, truncated: bool, indexed_through: Option<u64>) -> Trace {
+fn build_trace(
+    correlation_id: String,
+    tenant: String,
+    events: Vec<Event>,
+    truncated: bool,
+    indexed_through: Option<u64>,
+) -> Trace {
     struct Acc {
         name: String,
         sequence: Option<u32>,

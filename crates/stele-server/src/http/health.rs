@@ -40,13 +40,19 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     })
     .await
     .ok()
-    .and_then(|r| r.inspect_err(|e| tracing::warn!(error = %e, "readiness: store unavailable")).ok());
+    .and_then(|r| {
+        r.inspect_err(|e| tracing::warn!(error = %e, "readiness: store unavailable"))
+            .ok()
+    });
     let writer = state.sequencer.is_healthy();
     let index_lag = heads.as_ref().map(|heads| {
         let progress = state.index.progress();
         heads
             .iter()
-            .map(|h| h.size.saturating_sub(progress.get(&h.tenant).copied().unwrap_or(0)))
+            .map(|h| {
+                h.size
+                    .saturating_sub(progress.get(&h.tenant).copied().unwrap_or(0))
+            })
             .sum()
     });
     if let Some(lag) = index_lag {
@@ -60,7 +66,11 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         index_lag,
         queued_events: state.sequencer.queued(),
     };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -68,8 +78,9 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut response = state.metrics.render().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     response
 }

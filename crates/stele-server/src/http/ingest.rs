@@ -1,8 +1,8 @@
 //! `POST /v1/events`: parse one event, an array or NDJSON; validate all; store all or
 //! nothing; answer one receipt per event once they are durable.
 
-use super::problem::{ApiError, EventError};
 use super::AppState;
+use super::problem::{ApiError, EventError};
 use crate::sequencer::SubmitError;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -64,7 +64,9 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
         "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Ok(Format::Ndjson),
         other => Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
-            format!("content type `{other}` is not accepted; send application/json or application/x-ndjson"),
+            format!(
+                "content type `{other}` is not accepted; send application/json or application/x-ndjson"
+            ),
         )),
     }
 }
@@ -92,7 +94,9 @@ pub async fn ingest(
 ) -> Result<Response, ApiError> {
     let format = format_of(&headers)?;
     let limits = &state.config.ingest;
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         && len > limits.max_body_bytes
     {
         return Err(too_large(limits.max_body_bytes));
@@ -100,20 +104,26 @@ pub async fn ingest(
     let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|_| too_large(limits.max_body_bytes))?;
-    let tenant = params.tenant.unwrap_or_else(|| state.config.default_tenant.clone());
+    let tenant = params
+        .tenant
+        .unwrap_or_else(|| state.config.default_tenant.clone());
     stele_core::validate_tenant(&tenant).map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
     let max_events = limits.max_events_per_request;
 
     // Parsing and validating thousands of events is CPU work: keep it off the async workers.
-    let events = tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, format, &tenant, max_events))
-        .await
-        .map_err(ApiError::internal)??;
+    let events =
+        tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, format, &tenant, max_events))
+            .await
+            .map_err(ApiError::internal)??;
 
     let keys: Vec<(Uuid, String)> = events.iter().map(|e| (e.id, e.tenant.clone())).collect();
     let appended = state.sequencer.submit(events).await.map_err(|e| match e {
         SubmitError::Overloaded => ApiError::new(
             ErrorCode::Overloaded,
-            format!("{} events are already waiting to be stored; retry after a moment", state.sequencer.queued()),
+            format!(
+                "{} events are already waiting to be stored; retry after a moment",
+                state.sequencer.queued()
+            ),
         ),
         SubmitError::Unavailable => ApiError::unavailable(e),
     })?;
@@ -134,19 +144,35 @@ pub async fn ingest(
 }
 
 fn too_large(max: usize) -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body exceeds {max} bytes"))
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the request body exceeds {max} bytes"),
+    )
 }
 
-fn parse_and_prepare(bytes: &[u8], format: Format, tenant: &str, max_events: usize) -> Result<Vec<NewEvent>, ApiError> {
+fn parse_and_prepare(
+    bytes: &[u8],
+    format: Format,
+    tenant: &str,
+    max_events: usize,
+) -> Result<Vec<NewEvent>, ApiError> {
     let mut errors = Vec::new();
     let values: Vec<Value> = match format {
         Format::Json => match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Array(items)) => items,
             Ok(value @ Value::Object(_)) => vec![value],
             Ok(_) => {
-                return Err(ApiError::new(ErrorCode::InvalidJson, "the body must be an event object or an array of events"));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidJson,
+                    "the body must be an event object or an array of events",
+                ));
             }
-            Err(e) => return Err(ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"))),
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("the body is not valid JSON: {e}"),
+                ));
+            }
         },
         Format::Ndjson => {
             let text = std::str::from_utf8(bytes)
@@ -156,7 +182,10 @@ fn parse_and_prepare(bytes: &[u8], format: Format, tenant: &str, max_events: usi
                 match serde_json::from_str::<Value>(line) {
                     Ok(v) => values.push(v),
                     Err(e) => {
-                        errors.push(EventError { index: values.len(), reasons: vec![format!("not valid JSON: {e}")] });
+                        errors.push(EventError {
+                            index: values.len(),
+                            reasons: vec![format!("not valid JSON: {e}")],
+                        });
                         values.push(Value::Null);
                     }
                 }
@@ -165,16 +194,26 @@ fn parse_and_prepare(bytes: &[u8], format: Format, tenant: &str, max_events: usi
         }
     };
     if values.is_empty() {
-        return Err(ApiError::new(ErrorCode::EmptyBatch, "the request holds no events"));
+        return Err(ApiError::new(
+            ErrorCode::EmptyBatch,
+            "the request holds no events",
+        ));
     }
     if values.len() > max_events {
         return Err(ApiError::new(
             ErrorCode::TooManyEvents,
-            format!("{} events in one request; the limit is {max_events}", values.len()),
+            format!(
+                "{} events in one request; the limit is {max_events}",
+                values.len()
+            ),
         ));
     }
-    let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
-    let defaults = IngestDefaults { tenant, occurred_at: now };
+    let now =
+        Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
+    let defaults = IngestDefaults {
+        tenant,
+        occurred_at: now,
+    };
     let limits = Limits::default();
     let mut events = Vec::with_capacity(values.len());
     for (index, value) in values.into_iter().enumerate() {
@@ -189,14 +228,20 @@ fn parse_and_prepare(bytes: &[u8], format: Format, tenant: &str, max_events: usi
                 client_id,
                 presealed,
             }),
-            Err(e) => errors.push(EventError { index, reasons: e.reasons }),
+            Err(e) => errors.push(EventError {
+                index,
+                reasons: e.reasons,
+            }),
         }
     }
     if !errors.is_empty() {
         let n = errors.len();
         return Err(ApiError {
             code: ErrorCode::InvalidEvent,
-            detail: format!("{n} of {} events are invalid; nothing was stored", events.len() + n),
+            detail: format!(
+                "{n} of {} events are invalid; nothing was stored",
+                events.len() + n
+            ),
             errors,
         });
     }

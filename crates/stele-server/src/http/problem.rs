@@ -39,7 +39,11 @@ pub struct Problem {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError { code, detail: detail.into(), errors: Vec::new() }
+        ApiError {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     pub fn invalid_query(detail: impl Into<String>) -> ApiError {
@@ -53,18 +57,25 @@ impl ApiError {
     /// An internal failure: the cause goes to the log, the client gets a generic answer.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "internal error");
-        ApiError::new(ErrorCode::Internal, "an internal error occurred; see the server log")
+        ApiError::new(
+            ErrorCode::Internal,
+            "an internal error occurred; see the server log",
+        )
     }
 
     pub fn unavailable(cause: impl std::fmt::Display) -> ApiError {
         tracing::warn!(error = %cause, "unavailable");
-        ApiError::new(ErrorCode::Unavailable, "the store is unavailable; retry later")
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the store is unavailable; retry later",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = Problem {
             kind: self.code.type_uri(),
             title: self.code.title(),
@@ -75,7 +86,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -88,5 +102,8 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method",
+    )
 }

@@ -20,22 +20,39 @@ impl Server {
     pub fn start(data: &Path, config: Option<&str>) -> Server {
         std::fs::create_dir_all(data).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--data").arg(data).arg("--listen").arg("127.0.0.1:0");
+        cmd.arg("serve")
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
         if let Some(config) = config {
             let path = data.join("test-config.toml");
             std::fs::write(&path, config).unwrap();
             cmd.arg("--config").arg(path);
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("server.log")).unwrap();
-        cmd.env("STELE_LOG", "warn").stdout(Stdio::piped()).stderr(log).stdin(Stdio::null());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .unwrap();
+        cmd.env("STELE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting stele");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let Some(url) = line.trim().strip_prefix("stele listening on ") else {
             let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
             panic!("server did not start; its log:\n{log}");
         };
-        Server { child, url: url.to_string(), data: data.to_path_buf() }
+        Server {
+            child,
+            url: url.to_string(),
+            data: data.to_path_buf(),
+        }
     }
 
     pub fn endpoint(&self, path: &str) -> String {
@@ -44,7 +61,11 @@ impl Server {
 
     /// SIGTERM, then waits; the exit must be clean.
     pub fn stop(mut self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "graceful shutdown exited with {exit}");
@@ -65,12 +86,20 @@ impl Drop for Server {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// Posts a JSON body; answers (status, body).
 pub async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let response = client().post(server.endpoint(path)).json(body).send().await.unwrap();
+    let response = client()
+        .post(server.endpoint(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -117,7 +146,11 @@ pub fn seqs(events: &[Value]) -> Vec<u64> {
 pub async fn wait_indexed(server: &Server, tenant: &str, seq: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, body) = get(server, &format!("/v1/events?tenant={tenant}&limit=1&min_seq={seq}")).await;
+        let (_, body) = get(
+            server,
+            &format!("/v1/events?tenant={tenant}&limit=1&min_seq={seq}"),
+        )
+        .await;
         if body["indexed_through"].as_u64().is_some_and(|s| s >= seq) {
             return;
         }
@@ -128,12 +161,22 @@ pub async fn wait_indexed(server: &Server, tenant: &str, seq: u64) {
 /// A JSON value, shortened for assertion messages.
 pub fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 600 { format!("{}…", &s[..600]) } else { s }
+    if s.len() > 600 {
+        format!("{}…", &s[..600])
+    } else {
+        s
+    }
 }
 
 /// A deterministic, varied event for filter tests.
 pub fn sample_event(i: usize) -> Value {
-    let actions = ["user.login", "user.logout", "queue.freeze", "config.change", "passport.verify"];
+    let actions = [
+        "user.login",
+        "user.logout",
+        "queue.freeze",
+        "config.change",
+        "passport.verify",
+    ];
     let outcomes = ["success", "failure", "denied", "partial", "unknown"];
     let levels = ["debug", "info", "warn", "error", "critical"];
     let categories = ["audit", "security", "application", "error"];
@@ -146,11 +189,11 @@ pub fn sample_event(i: usize) -> Value {
         "category": categories[i % 4],
         "level": levels[i % 5],
         "outcome": outcomes[(i / 2) % 5],
-        "resource": {"type": if i % 2 == 0 { "queue" } else { "user" }, "id": format!("r{}", i % 11)},
+        "resource": {"type": if i.is_multiple_of(2) { "queue" } else { "user" }, "id": format!("r{}", i % 11)},
         "correlation_id": format!("op-{}", i / 10),
         "request_id": format!("req-{i}"),
         "trace_id": format!("trace-{}", i % 13),
-        "error": if i % 6 == 0 { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
+        "error": if i.is_multiple_of(6) { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
         "details": {"i": i, "note": "sample"},
     })
 }
