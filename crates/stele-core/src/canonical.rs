@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
-/// Largest integer magnitude that an IEEE 754 double holds exactly (2^53 - 1).
-/// Integers beyond it cannot be canonicalized without changing them, so they are refused.
+/// Below this magnitude (2^53 - 1) every integer is an exact IEEE 754 double. Beyond it an
+/// integer is accepted only if its nearest double prints as itself.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Why a value has no canonical form.
@@ -71,21 +71,39 @@ pub fn compare_keys(a: &str, b: &str) -> Ordering {
 
 fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {
     if let Some(u) = n.as_u64() {
-        if u > MAX_SAFE_INTEGER {
-            return Err(CanonicalError::UnsafeInteger(u.to_string()));
+        if u <= MAX_SAFE_INTEGER {
+            out.extend_from_slice(u.to_string().as_bytes());
+        } else {
+            write_large_integer(out, u.to_string(), u as f64)?;
         }
-        out.extend_from_slice(u.to_string().as_bytes());
     } else if let Some(i) = n.as_i64() {
-        if i.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(CanonicalError::UnsafeInteger(i.to_string()));
+        if i.unsigned_abs() <= MAX_SAFE_INTEGER {
+            out.extend_from_slice(i.to_string().as_bytes());
+        } else {
+            write_large_integer(out, i.to_string(), i as f64)?;
         }
-        out.extend_from_slice(i.to_string().as_bytes());
     } else {
         // serde_json never yields a non-finite float from JSON text.
         let f = n.as_f64().unwrap_or(0.0);
         let mut buf = ryu_js::Buffer::new();
         out.extend_from_slice(buf.format(f).as_bytes());
     }
+    Ok(())
+}
+
+/// JCS treats numbers as IEEE 754 doubles. A large integer is kept only when its double's
+/// canonical form is the integer itself, so stored text never differs from what was sent.
+fn write_large_integer(
+    out: &mut Vec<u8>,
+    text: String,
+    as_double: f64,
+) -> Result<(), CanonicalError> {
+    let mut buf = ryu_js::Buffer::new();
+    let canonical = buf.format(as_double);
+    if canonical != text {
+        return Err(CanonicalError::UnsafeInteger(text));
+    }
+    out.extend_from_slice(canonical.as_bytes());
     Ok(())
 }
 
@@ -247,10 +265,20 @@ mod tests {
 
     #[test]
     fn unsafe_integers_are_refused() {
+        // Integers whose nearest double prints as themselves are kept as sent.
         for input in [
             "9007199254740992",
             "-9007199254740992",
+            "10000000000000000000",
+            "-4077411287423973400",
+        ] {
+            assert_eq!(canon(input), input);
+        }
+        for input in [
+            "9007199254740993",
+            "-9007199254740993",
             "18446744073709551615",
+            "4077411287423973401",
         ] {
             let value: Value = serde_json::from_str(input).unwrap();
             assert!(

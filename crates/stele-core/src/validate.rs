@@ -363,7 +363,7 @@ mod tests {
             (json!({"action": "a", "tenant": "Acme"}), "tenant `Acme`"),
             (
                 json!({"action": "a", "details": {"n": 9007199254740993u64}}),
-                "2^53",
+                "send it as a string",
             ),
         ]);
     }

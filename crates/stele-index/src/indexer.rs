@@ -210,11 +210,15 @@ impl Indexer {
                 let signal = thread_signal;
                 loop {
                     let stopping = signal.stop.load(Ordering::SeqCst);
-                    let caught_up = match worker.step(opts.read_batch) {
-                        Ok(n) => n < opts.read_batch,
-                        Err(e) => {
-                            tracing::error!(error = %e, "indexer step failed; retrying");
-                            true
+                    let caught_up = loop {
+                        match worker.step(opts.read_batch) {
+                            // When stopping, index everything there is before the last commit.
+                            Ok(n) if stopping && n == opts.read_batch => continue,
+                            Ok(n) => break n < opts.read_batch,
+                            Err(e) => {
+                                tracing::error!(error = %e, "indexer step failed; retrying");
+                                break true;
+                            }
                         }
                     };
                     let since = worker.last_commit.elapsed();

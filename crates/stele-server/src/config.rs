@@ -109,6 +109,11 @@ impl Config {
                 "ingest limits must be positive".into(),
             ));
         }
+        if i.queue_events < i.max_events_per_request {
+            return Err(ConfigError::Invalid(
+                "ingest.queue_events must be at least ingest.max_events_per_request".into(),
+            ));
+        }
         if i.queue_events > u32::MAX as usize {
             return Err(ConfigError::Invalid(
                 "ingest.queue_events is too large".into(),

@@ -5,8 +5,8 @@ use crate::{Appended, LogHead, LogStore, LogWriter, NewEvent, Result, StoreError
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use stele_core::{Event, LeafHash, Timestamp, leaf_hash};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ const IDLE_READERS: usize = 8;
 pub struct SqliteStore {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
-    writer_taken: AtomicBool,
+    writer_taken: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -34,7 +34,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             readers: Mutex::new(vec![conn]),
-            writer_taken: AtomicBool::new(false),
+            writer_taken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -144,7 +144,11 @@ impl LogStore for SqliteStore {
                 );
             }
         }
-        Ok(Box::new(SqliteWriter { conn, logs }))
+        Ok(Box::new(SqliteWriter {
+            conn,
+            logs,
+            taken: self.writer_taken.clone(),
+        }))
     }
 
     fn heads(&self) -> Result<Vec<LogHead>> {
@@ -169,7 +173,10 @@ impl LogStore for SqliteStore {
                 "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND seq >= ?2
                  ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![log, from as i64, limit as i64], |r| {
+            // Positions beyond i64::MAX cannot exist; clamp rather than wrap.
+            let from = i64::try_from(from).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![log, from, limit], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
             rows.map(|row| {
@@ -190,11 +197,14 @@ impl LogStore for SqliteStore {
             )?;
             let mut out = Vec::with_capacity(seqs.len());
             for &seq in seqs {
+                let Ok(seq) = i64::try_from(seq) else {
+                    continue;
+                };
                 let row = stmt
-                    .query_row(params![log, seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row(params![log, seq], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 if let Some((hash, body)) = row {
-                    out.push(stored(seq as i64, hash, body)?);
+                    out.push(stored(seq, hash, body)?);
                 }
             }
             Ok(out)
@@ -234,6 +244,14 @@ struct LogState {
 struct SqliteWriter {
     conn: Connection,
     logs: HashMap<String, LogState>,
+    /// Cleared on drop, so a new writer may be opened once this one is gone.
+    taken: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        self.taken.store(false, Ordering::SeqCst);
+    }
 }
 
 impl LogWriter for SqliteWriter {

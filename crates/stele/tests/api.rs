@@ -476,7 +476,10 @@ async fn idempotent_resend_in_a_batch_across_batches_and_after_restart() {
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), Some("[ingest]\nqueue_events = 200\n"));
+    let server = Server::start(
+        dir.path(),
+        Some("[ingest]\nqueue_events = 200\nmax_events_per_request = 200\n"),
+    );
     let mut tasks = Vec::new();
     for t in 0..32 {
         let url = server.endpoint("/v1/events");

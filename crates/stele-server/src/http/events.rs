@@ -23,15 +23,18 @@ const MAX_LIMIT: usize = 1_000;
 /// The most events one trace answer holds.
 const MAX_TRACE_EVENTS: usize = 10_000;
 
-type Params = Query<Vec<(String, String)>>;
+pub(super) type Params = Query<Vec<(String, String)>>;
 
 /// Query parameters, each allowed once; unknown ones are an error rather than ignored.
-struct ParamReader {
+pub(super) struct ParamReader {
     params: HashMap<String, String>,
 }
 
 impl ParamReader {
-    fn new(raw: Vec<(String, String)>, allowed: &[&str]) -> Result<ParamReader, ApiError> {
+    pub(super) fn new(
+        raw: Vec<(String, String)>,
+        allowed: &[&str],
+    ) -> Result<ParamReader, ApiError> {
         let mut params = HashMap::new();
         for (key, value) in raw {
             if !allowed.contains(&key.as_str()) {
@@ -69,7 +72,7 @@ impl ParamReader {
             .transpose()
     }
 
-    fn tenant(&self, state: &AppState) -> Result<String, ApiError> {
+    pub(super) fn tenant(&self, state: &AppState) -> Result<String, ApiError> {
         let tenant = self
             .text("tenant")?
             .unwrap_or_else(|| state.config.default_tenant.clone());

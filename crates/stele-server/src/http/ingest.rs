@@ -17,13 +17,6 @@ use stele_core::{ErrorCode, Limits, Timestamp};
 use stele_store::NewEvent;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct IngestParams {
-    /// The log for events that do not name one (default: the server's default tenant).
-    pub tenant: Option<String>,
-}
-
 /// What became of one event.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
@@ -76,7 +69,8 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 /// Accepts one event object, a JSON array of events, or NDJSON (one event per line). All or
 /// nothing: if any event is invalid nothing is stored and every bad event is listed.
 #[utoipa::path(
-    post, path = "/v1/events", tag = "events", params(IngestParams),
+    post, path = "/v1/events", tag = "events",
+    params(("tenant" = Option<String>, Query, description = "The log for events that do not name one")),
     request_body(content = Vec<stele_core::Event>, description = "An event, an array of events, or NDJSON",
                  content_type = "application/json"),
     responses(
@@ -88,7 +82,7 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 )]
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<IngestParams>,
+    Query(raw): super::events::Params,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -104,10 +98,7 @@ pub async fn ingest(
     let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|_| too_large(limits.max_body_bytes))?;
-    let tenant = params
-        .tenant
-        .unwrap_or_else(|| state.config.default_tenant.clone());
-    stele_core::validate_tenant(&tenant).map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
+    let tenant = super::events::ParamReader::new(raw, &["tenant"])?.tenant(&state)?;
     let max_events = limits.max_events_per_request;
 
     // Parsing and validating thousands of events is CPU work: keep it off the async workers.

@@ -28,8 +28,14 @@ CREATE TABLE tiles (
     PRIMARY KEY (log_id, level, idx)
 ) WITHOUT ROWID;
 
--- Events are append-only: no statement may change or remove one.
+-- Events are append-only: no statement may change or remove one. INSERT OR REPLACE would
+-- delete the old row without firing the delete trigger, so inserts over an existing
+-- position or id are refused too.
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'stele: events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'stele: events are append-only'); END;
+CREATE TRIGGER events_no_replace BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM events WHERE log_id = NEW.log_id AND seq = NEW.seq)
+  OR EXISTS (SELECT 1 FROM events WHERE log_id = NEW.log_id AND id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'stele: events are append-only'); END;

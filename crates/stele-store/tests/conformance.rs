@@ -1,0 +1,843 @@
+//! Conformance tests of the `LogStore` / `LogWriter` contract.
+//!
+//! The test bodies in `suite` only see the traits; `store_conformance_suite!` turns them into
+//! `#[test]`s for one backend, given a factory that returns a fresh, empty [`Backend`]. A
+//! second backend gets the same suite with one more invocation of the macro.
+//!
+//! Tests of what only the SQLite backend promises (its triggers, its migrations) follow in
+//! `sqlite_only`.
+
+use serde_json::{Value, json};
+use std::any::Any;
+use stele_core::{Event, IngestDefaults, Limits, Timestamp, leaf_hash, prepare};
+use stele_store::{Appended, LogHead, LogStore, NewEvent, StoredEvent};
+use uuid::Uuid;
+
+/// A fresh, empty place to keep a store.
+pub struct Backend {
+    /// Opens the store kept here. Called again after the previous store was dropped, it
+    /// reopens the same data.
+    pub open: Box<dyn Fn() -> Box<dyn LogStore>>,
+    /// Keeps the place alive (a temporary directory, a scratch database) until the test ends.
+    pub _guard: Box<dyn Any>,
+}
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).expect("valid timestamp")
+}
+
+/// Prepares `body` the way the ingest path does; the event's tenant defaults to `tenant`.
+fn prepared(tenant: &str, body: Value, client_id: bool) -> (Event, NewEvent) {
+    let defaults = IngestDefaults {
+        tenant,
+        occurred_at: ts("2026-01-01T00:00:00Z"),
+    };
+    let (event, presealed) =
+        prepare(body, &defaults, &Limits::default(), Uuid::now_v7).expect("a valid event");
+    let new = NewEvent {
+        tenant: event.tenant().to_string(),
+        id: event.id.expect("prepare assigns an id"),
+        client_id,
+        presealed,
+    };
+    (event, new)
+}
+
+/// An event whose id the server chose.
+fn server_event(tenant: &str, action: &str) -> NewEvent {
+    prepared(tenant, json!({ "action": action }), false).1
+}
+
+/// An event whose id the client chose.
+fn client_event(tenant: &str, id: Uuid, action: &str) -> NewEvent {
+    prepared(tenant, json!({ "id": id, "action": action }), true).1
+}
+
+fn size_of(store: &dyn LogStore, tenant: &str) -> u64 {
+    let heads = store.heads().expect("heads");
+    heads
+        .iter()
+        .find(|h| h.tenant == tenant)
+        .map_or(0, |h| h.size)
+}
+
+fn sorted_heads(store: &dyn LogStore) -> Vec<LogHead> {
+    let mut heads = store.heads().expect("heads");
+    heads.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    heads
+}
+
+fn seqs(events: &[StoredEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+/// Checks that `stored` is the sealed form of `sent` at the position `appended` reports.
+fn assert_sealed(stored: &StoredEvent, sent: &NewEvent, appended: &Appended) {
+    assert_eq!(stored.seq, appended.seq);
+    assert_eq!(stored.leaf_hash, appended.leaf_hash, "seq {}", stored.seq);
+    assert_eq!(
+        stored.leaf_hash,
+        leaf_hash(&stored.bytes),
+        "seq {}",
+        stored.seq
+    );
+    let event = Event::from_stored(&stored.bytes).expect("stored bytes parse as an Event");
+    assert_eq!(event.seq, Some(appended.seq));
+    assert_eq!(
+        event.received_at,
+        Some(appended.received_at),
+        "seq {}",
+        stored.seq
+    );
+    assert_eq!(event.tenant.as_deref(), Some(sent.tenant.as_str()));
+    assert_eq!(event.id, Some(sent.id));
+    assert_eq!(
+        stored.bytes,
+        sent.presealed.seal(appended.seq, appended.received_at)
+    );
+}
+
+/// The test bodies, written against the traits only.
+pub mod suite {
+    use super::*;
+
+    pub fn empty_store_answers_nothing(backend: Backend) {
+        let store = (backend.open)();
+        store.ping().expect("ping");
+        assert!(store.heads().expect("heads").is_empty());
+        assert!(
+            store
+                .read_range("acme", 0, 10)
+                .expect("read_range")
+                .is_empty()
+        );
+        assert!(
+            store
+                .read_seqs("acme", &[0, 1])
+                .expect("read_seqs")
+                .is_empty()
+        );
+        assert!(
+            store
+                .get_by_id("acme", Uuid::now_v7())
+                .expect("get_by_id")
+                .is_none()
+        );
+        let mut writer = store.writer().expect("writer");
+        let out = writer
+            .append(&[], ts("2026-01-01T00:00:00Z"))
+            .expect("empty append");
+        assert!(out.is_empty());
+        assert!(store.heads().expect("heads").iter().all(|h| h.size == 0));
+    }
+
+    pub fn append_one_batch_and_read_it_back(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let batch: Vec<NewEvent> = (0..10)
+            .map(|i| server_event("acme", &format!("doc.read{i}")))
+            .collect();
+        let now = ts("2026-02-03T04:05:06.000007Z");
+        let out = writer.append(&batch, now).expect("append");
+
+        assert_eq!(out.len(), batch.len());
+        for (i, a) in out.iter().enumerate() {
+            assert_eq!(a.seq, i as u64);
+            assert_eq!(a.received_at, now);
+            assert!(!a.duplicate);
+        }
+        assert_eq!(
+            store.heads().expect("heads"),
+            vec![LogHead {
+                tenant: "acme".into(),
+                size: 10
+            }]
+        );
+
+        let all = store.read_range("acme", 0, 100).expect("read_range");
+        assert_eq!(seqs(&all), (0..10).collect::<Vec<_>>());
+        for ((stored, sent), appended) in all.iter().zip(&batch).zip(&out) {
+            assert_sealed(stored, sent, appended);
+        }
+        // `from` and `limit` window the range.
+        assert_eq!(
+            seqs(&store.read_range("acme", 3, 4).expect("read_range")),
+            vec![3, 4, 5, 6]
+        );
+        assert_eq!(
+            seqs(&store.read_range("acme", 8, 100).expect("read_range")),
+            vec![8, 9]
+        );
+        assert!(
+            store
+                .read_range("acme", 0, 0)
+                .expect("read_range")
+                .is_empty()
+        );
+        // Another tenant sees nothing.
+        assert!(
+            store
+                .read_range("globex", 0, 100)
+                .expect("read_range")
+                .is_empty()
+        );
+
+        // read_seqs answers in the order asked and skips what is missing.
+        let picked = store
+            .read_seqs("acme", &[7, 2, 99, 0, 9])
+            .expect("read_seqs");
+        assert_eq!(seqs(&picked), vec![7, 2, 0, 9]);
+        for stored in &picked {
+            assert_eq!(stored, &all[stored.seq as usize]);
+        }
+        assert!(
+            store
+                .read_seqs("globex", &[0, 1])
+                .expect("read_seqs")
+                .is_empty()
+        );
+        assert!(store.read_seqs("acme", &[]).expect("read_seqs").is_empty());
+
+        // get_by_id finds each event in its own log only.
+        for (sent, stored) in batch.iter().zip(&all) {
+            let found = store.get_by_id("acme", sent.id).expect("get_by_id");
+            assert_eq!(found.as_ref(), Some(stored));
+            assert!(
+                store
+                    .get_by_id("globex", sent.id)
+                    .expect("get_by_id")
+                    .is_none()
+            );
+        }
+        assert!(
+            store
+                .get_by_id("acme", Uuid::now_v7())
+                .expect("get_by_id")
+                .is_none()
+        );
+    }
+
+    pub fn read_range_past_the_end_is_empty(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let batch: Vec<NewEvent> = (0..5).map(|_| server_event("acme", "doc.read")).collect();
+        writer
+            .append(&batch, ts("2026-01-01T00:00:00Z"))
+            .expect("append");
+        let past = [
+            5,
+            6,
+            1 << 40,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX,
+        ];
+        let mut wrong = Vec::new();
+        for from in past {
+            let got = store.read_range("acme", from, 10).expect("read_range");
+            if !got.is_empty() {
+                wrong.push(format!(
+                    "read_range(from: {from}) answered seqs {:?}",
+                    seqs(&got)
+                ));
+            }
+            let got = store.read_seqs("acme", &[from]).expect("read_seqs");
+            if !got.is_empty() {
+                wrong.push(format!(
+                    "read_seqs([{from}]) answered seqs {:?}",
+                    seqs(&got)
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "past the end of a 5-event log: {wrong:#?}"
+        );
+    }
+
+    pub fn seq_is_dense_and_independent_per_tenant(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let tenants = [
+            "acme", "globex", "acme", "initech", "globex", "acme", "acme", "globex",
+        ];
+        let mut sent: Vec<NewEvent> = Vec::new();
+        let mut appended: Vec<Appended> = Vec::new();
+        let now = ts("2026-01-01T00:00:00Z");
+        for round in 0..3 {
+            let batch: Vec<NewEvent> = tenants
+                .iter()
+                .map(|t| server_event(t, &format!("round.r{round}")))
+                .collect();
+            let out = writer.append(&batch, now).expect("append");
+            assert_eq!(out.len(), batch.len());
+            sent.extend(batch);
+            appended.extend(out);
+        }
+
+        // Per tenant, the seqs handed out are 0, 1, 2, ... in batch order.
+        for tenant in ["acme", "globex", "initech"] {
+            let got: Vec<u64> = sent
+                .iter()
+                .zip(&appended)
+                .filter(|(s, _)| s.tenant == tenant)
+                .map(|(_, a)| a.seq)
+                .collect();
+            assert_eq!(
+                got,
+                (0..got.len() as u64).collect::<Vec<_>>(),
+                "tenant {tenant}"
+            );
+        }
+        assert_eq!(
+            sorted_heads(&*store),
+            vec![
+                LogHead {
+                    tenant: "acme".into(),
+                    size: 12
+                },
+                LogHead {
+                    tenant: "globex".into(),
+                    size: 9
+                },
+                LogHead {
+                    tenant: "initech".into(),
+                    size: 3
+                },
+            ]
+        );
+        for (s, a) in sent.iter().zip(&appended) {
+            let stored = store.read_seqs(&s.tenant, &[a.seq]).expect("read_seqs");
+            assert_eq!(stored.len(), 1);
+            assert_sealed(&stored[0], s, a);
+        }
+    }
+
+    pub fn received_at_never_decreases(backend: Backend) {
+        let t1 = ts("2026-05-01T12:00:00Z");
+        let t0 = ts("2026-05-01T11:00:00Z"); // the clock stepped back
+        let t2 = ts("2026-05-01T13:00:00Z");
+        {
+            let store = (backend.open)();
+            let mut writer = store.writer().expect("writer");
+            let a = writer
+                .append(&[server_event("acme", "a.one")], t1)
+                .expect("append");
+            assert_eq!(a[0].received_at, t1);
+            let b = writer
+                .append(
+                    &[
+                        server_event("acme", "a.two"),
+                        server_event("acme", "a.three"),
+                    ],
+                    t0,
+                )
+                .expect("append");
+            assert!(
+                b.iter().all(|x| x.received_at >= t1),
+                "received_at went back to {:?}",
+                b
+            );
+            let c = writer
+                .append(&[server_event("acme", "a.four")], t2)
+                .expect("append");
+            assert_eq!(c[0].received_at, t2);
+        }
+        // The high-water mark survives a restart.
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let d = writer
+            .append(&[server_event("acme", "a.five")], t0)
+            .expect("append");
+        assert!(
+            d[0].received_at >= t2,
+            "received_at went back after reopening"
+        );
+
+        let events = store.read_range("acme", 0, 100).expect("read_range");
+        assert_eq!(events.len(), 5);
+        let stamps: Vec<Timestamp> = events
+            .iter()
+            .map(|e| {
+                Event::from_stored(&e.bytes)
+                    .expect("parses")
+                    .received_at
+                    .expect("stamped")
+            })
+            .collect();
+        assert!(
+            stamps.windows(2).all(|w| w[0] <= w[1]),
+            "stored received_at decreases"
+        );
+    }
+
+    pub fn client_id_is_idempotent_within_a_batch(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let id = Uuid::now_v7();
+        let batch = vec![
+            server_event("acme", "doc.read"),
+            client_event("acme", id, "user.login"),
+            client_event("acme", id, "user.login"),
+            server_event("acme", "doc.write"),
+        ];
+        let out = writer
+            .append(&batch, ts("2026-01-01T00:00:00Z"))
+            .expect("append");
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            vec![0, 1, 1, 2]
+        );
+        assert_eq!(
+            out.iter().map(|a| a.duplicate).collect::<Vec<_>>(),
+            vec![false, false, true, false]
+        );
+        assert_eq!(
+            out[2],
+            Appended {
+                duplicate: true,
+                ..out[1].clone()
+            }
+        );
+        assert_eq!(size_of(&*store, "acme"), 3);
+        assert_eq!(
+            seqs(&store.read_range("acme", 0, 100).expect("read_range")),
+            vec![0, 1, 2]
+        );
+        let stored = store
+            .get_by_id("acme", id)
+            .expect("get_by_id")
+            .expect("found");
+        assert_sealed(&stored, &batch[1], &out[1]);
+    }
+
+    pub fn client_id_is_idempotent_across_batches(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let id = Uuid::now_v7();
+        let first = client_event("acme", id, "user.login");
+        let t1 = ts("2026-01-01T00:00:00Z");
+        let original = writer
+            .append(&[server_event("acme", "doc.read"), first.clone()], t1)
+            .expect("append");
+        assert_eq!((original[1].seq, original[1].duplicate), (1, false));
+        let before = store.read_range("acme", 0, 100).expect("read_range");
+
+        // The retry, later, with another event after it; and one whose body differs.
+        let t2 = ts("2026-01-01T00:05:00Z");
+        let changed = prepared("acme", json!({"id": id, "action": "user.logout"}), true).1;
+        let retry = writer
+            .append(
+                &[first.clone(), server_event("acme", "doc.write"), changed],
+                t2,
+            )
+            .expect("append");
+        assert_eq!(
+            retry[0],
+            Appended {
+                duplicate: true,
+                ..original[1].clone()
+            }
+        );
+        assert_eq!(
+            retry[0].received_at, t1,
+            "a duplicate answers the original received_at"
+        );
+        assert_eq!((retry[1].seq, retry[1].duplicate), (2, false));
+        assert_eq!(
+            retry[2],
+            Appended {
+                duplicate: true,
+                ..original[1].clone()
+            }
+        );
+
+        assert_eq!(size_of(&*store, "acme"), 3);
+        let after = store.read_range("acme", 0, 100).expect("read_range");
+        assert_eq!(after[..2], before[..], "the original events are unchanged");
+        assert_eq!(seqs(&after), vec![0, 1, 2]);
+
+        // The same id in another log is another event.
+        let other = writer
+            .append(&[client_event("globex", id, "user.login")], t2)
+            .expect("append");
+        assert_eq!((other[0].seq, other[0].duplicate), (0, false));
+        assert_eq!(size_of(&*store, "globex"), 1);
+        assert_eq!(size_of(&*store, "acme"), 3);
+    }
+
+    pub fn client_id_is_idempotent_after_reopening(backend: Backend) {
+        let id = Uuid::now_v7();
+        let event = client_event("acme", id, "user.login");
+        let t1 = ts("2026-01-01T00:00:00Z");
+        let (original, before) = {
+            let store = (backend.open)();
+            let mut writer = store.writer().expect("writer");
+            let out = writer
+                .append(&[server_event("acme", "doc.read"), event.clone()], t1)
+                .expect("append");
+            (
+                out[1].clone(),
+                store.read_range("acme", 0, 100).expect("read_range"),
+            )
+        };
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let retry = writer
+            .append(std::slice::from_ref(&event), ts("2026-01-02T00:00:00Z"))
+            .expect("append");
+        assert_eq!(
+            retry,
+            vec![Appended {
+                duplicate: true,
+                ..original.clone()
+            }]
+        );
+        assert_eq!(size_of(&*store, "acme"), 2);
+        assert_eq!(
+            store.read_range("acme", 0, 100).expect("read_range"),
+            before
+        );
+        let stored = store
+            .get_by_id("acme", id)
+            .expect("get_by_id")
+            .expect("found");
+        assert_sealed(&stored, &event, &original);
+
+        // The log continues densely after the duplicate.
+        let next = writer
+            .append(&[server_event("acme", "doc.write")], t1)
+            .expect("append");
+        assert_eq!((next[0].seq, next[0].duplicate), (2, false));
+    }
+
+    pub fn a_failed_batch_stores_nothing(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        let taken = server_event("acme", "doc.read");
+        writer
+            .append(std::slice::from_ref(&taken), now)
+            .expect("append");
+        let heads = sorted_heads(&*store);
+
+        // A server-chosen id that is already stored is not a retry: the batch fails whole.
+        let mut clash = server_event("acme", "doc.write");
+        clash.id = taken.id;
+        let batch = vec![
+            server_event("acme", "doc.write"),
+            server_event("globex", "doc.write"),
+            clash,
+        ];
+        assert!(
+            writer.append(&batch, now).is_err(),
+            "a duplicate server id was accepted"
+        );
+        assert_eq!(sorted_heads(&*store), heads);
+        assert!(
+            store
+                .read_range("globex", 0, 10)
+                .expect("read_range")
+                .is_empty()
+        );
+        assert_eq!(
+            seqs(&store.read_range("acme", 0, 10).expect("read_range")),
+            vec![0]
+        );
+        assert!(
+            store
+                .get_by_id("acme", batch[0].id)
+                .expect("get_by_id")
+                .is_none()
+        );
+
+        // The writer is still usable and the seqs stay dense.
+        let out = writer.append(&batch[..2], now).expect("append");
+        assert_eq!(out.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 0]);
+        assert_eq!(size_of(&*store, "acme"), 2);
+        assert_eq!(size_of(&*store, "globex"), 1);
+    }
+
+    pub fn heads_report_sizes(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        let mut expected = std::collections::BTreeMap::new();
+        for (tenant, n) in [("globex", 3u64), ("acme", 7), ("initech", 1), ("acme", 2)] {
+            let batch: Vec<NewEvent> = (0..n).map(|_| server_event(tenant, "doc.read")).collect();
+            writer.append(&batch, now).expect("append");
+            *expected.entry(tenant.to_string()).or_insert(0) += n;
+            let want: Vec<LogHead> = expected
+                .iter()
+                .map(|(t, &size)| LogHead {
+                    tenant: t.clone(),
+                    size,
+                })
+                .collect();
+            assert_eq!(sorted_heads(&*store), want);
+        }
+        drop(writer);
+        drop(store);
+        let reopened = (backend.open)();
+        let want: Vec<LogHead> = expected
+            .iter()
+            .map(|(t, &size)| LogHead {
+                tenant: t.clone(),
+                size,
+            })
+            .collect();
+        assert_eq!(sorted_heads(&*reopened), want);
+    }
+
+    pub fn only_one_writer(backend: Backend) {
+        let store = (backend.open)();
+        let mut first = store.writer().expect("the first writer");
+        assert!(store.writer().is_err(), "a second writer was handed out");
+        // The first writer is unaffected.
+        let out = first.append(
+            &[server_event("acme", "doc.read")],
+            ts("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(out.expect("append")[0].seq, 0);
+        // Once it is gone, a new writer may be opened and continues the log.
+        drop(first);
+        let mut second = store
+            .writer()
+            .expect("a writer after the first was dropped");
+        let out = second.append(
+            &[server_event("acme", "doc.read")],
+            ts("2026-01-01T00:00:01Z"),
+        );
+        assert_eq!(out.expect("append")[0].seq, 1);
+    }
+
+    pub fn readers_see_committed_batches_while_writing(backend: Backend) {
+        let store: std::sync::Arc<dyn LogStore> = (backend.open)().into();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                // Whatever a reader sees is a dense prefix of the log.
+                let mut last = 0;
+                for _ in 0..200 {
+                    let size = size_of(&*store, "acme");
+                    assert!(size >= last, "the log shrank");
+                    let got = store.read_range("acme", 0, usize::MAX).expect("read_range");
+                    assert!(got.len() as u64 >= size, "heads ran ahead of the events");
+                    assert_eq!(seqs(&got), (0..got.len() as u64).collect::<Vec<_>>());
+                    last = size;
+                    if size == 200 {
+                        break;
+                    }
+                }
+                last
+            });
+            for _ in 0..20 {
+                let batch: Vec<NewEvent> =
+                    (0..10).map(|_| server_event("acme", "doc.read")).collect();
+                writer.append(&batch, now).expect("append");
+            }
+            assert!(reader.join().expect("reader") <= 200);
+        });
+        assert_eq!(size_of(&*store, "acme"), 200);
+    }
+}
+
+/// Instantiates every conformance test for one backend. `$factory` is called once per test
+/// and returns a fresh, empty [`Backend`].
+macro_rules! store_conformance_suite {
+    ($factory:expr) => {
+        store_conformance_suite!(@tests $factory;
+            empty_store_answers_nothing,
+            append_one_batch_and_read_it_back,
+            read_range_past_the_end_is_empty,
+            seq_is_dense_and_independent_per_tenant,
+            received_at_never_decreases,
+            client_id_is_idempotent_within_a_batch,
+            client_id_is_idempotent_across_batches,
+            client_id_is_idempotent_after_reopening,
+            a_failed_batch_stores_nothing,
+            heads_report_sizes,
+            only_one_writer,
+            readers_see_committed_batches_while_writing,
+        );
+    };
+    (@tests $factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let factory: fn() -> $crate::Backend = $factory;
+                $crate::suite::$name(factory());
+            }
+        )+
+    };
+}
+
+mod sqlite {
+    use super::Backend;
+    use stele_store::LogStore;
+    use stele_store::sqlite::SqliteStore;
+
+    fn backend() -> Backend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        Backend {
+            open: Box::new(move || -> Box<dyn LogStore> {
+                Box::new(SqliteStore::open(&path).expect("open the sqlite store"))
+            }),
+            _guard: Box::new(dir),
+        }
+    }
+
+    store_conformance_suite!(backend);
+}
+
+/// What only the SQLite backend promises.
+mod sqlite_only {
+    use super::*;
+    use rusqlite::Connection;
+    use stele_store::StoreError;
+    use stele_store::sqlite::SqliteStore;
+
+    fn filled(path: &std::path::Path) -> (SqliteStore, Vec<StoredEvent>) {
+        let store = SqliteStore::open(path).expect("open");
+        let batch: Vec<NewEvent> = (0..3).map(|_| server_event("acme", "doc.read")).collect();
+        store
+            .writer()
+            .expect("writer")
+            .append(&batch, ts("2026-01-01T00:00:00Z"))
+            .expect("append");
+        let events = store.read_range("acme", 0, 10).expect("read_range");
+        (store, events)
+    }
+
+    fn assert_append_only(result: rusqlite::Result<usize>, what: &str) {
+        match result {
+            Ok(n) => panic!("{what} succeeded and changed {n} rows"),
+            Err(e) => assert!(
+                e.to_string().contains("append-only"),
+                "{what} failed otherwise: {e}"
+            ),
+        }
+    }
+
+    #[test]
+    fn triggers_refuse_update_and_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        let (store, events) = filled(&path);
+        let raw = Connection::open(&path).expect("raw connection");
+        raw.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+
+        assert_append_only(
+            raw.execute("UPDATE events SET body = x'7b7d' WHERE seq = 1", []),
+            "UPDATE body",
+        );
+        assert_append_only(
+            raw.execute("UPDATE events SET seq = seq + 10", []),
+            "UPDATE seq",
+        );
+        assert_append_only(
+            raw.execute("DELETE FROM events WHERE seq = 0", []),
+            "DELETE one",
+        );
+        assert_append_only(raw.execute("DELETE FROM events", []), "DELETE all");
+
+        let count: i64 = raw
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 3);
+        assert_eq!(store.read_range("acme", 0, 10).expect("read_range"), events);
+    }
+
+    #[test]
+    fn insert_or_replace_cannot_rewrite_an_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        let (store, events) = filled(&path);
+        let raw = Connection::open(&path).expect("raw connection");
+        raw.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+
+        // REPLACE removes the conflicting row without firing delete triggers (unless
+        // recursive_triggers is on), so it is another way to rewrite an event.
+        let result = raw.execute(
+            "INSERT OR REPLACE INTO events (log_id, seq, id, leaf_hash, body)
+             SELECT log_id, seq, id, leaf_hash, x'7b7d' FROM events WHERE seq = 1",
+            [],
+        );
+        let after = store.read_range("acme", 0, 10).expect("read_range");
+        assert_eq!(seqs(&after), seqs(&events));
+        for (now, before) in after.iter().zip(&events) {
+            assert!(
+                now == before,
+                "INSERT OR REPLACE rewrote seq {} ({result:?})",
+                before.seq
+            );
+        }
+        assert!(
+            result.is_err(),
+            "INSERT OR REPLACE of an existing event was accepted"
+        );
+    }
+
+    #[test]
+    fn reopening_migrates_idempotently() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested").join("stele.db");
+        let (store, events) = filled(&path);
+        drop(store);
+        let version = |path: &std::path::Path| -> i64 {
+            let raw = Connection::open(path).expect("raw connection");
+            raw.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .expect("user_version")
+        };
+        let migrated = version(&path);
+        assert!(migrated >= 1, "user_version is {migrated}");
+        for _ in 0..3 {
+            let store = SqliteStore::open(&path).expect("reopen");
+            assert_eq!(version(&path), migrated);
+            assert_eq!(
+                store.heads().expect("heads"),
+                vec![LogHead {
+                    tenant: "acme".into(),
+                    size: 3
+                }]
+            );
+            assert_eq!(store.read_range("acme", 0, 10).expect("read_range"), events);
+        }
+        let store = SqliteStore::open(&path).expect("reopen");
+        let out = store
+            .writer()
+            .expect("writer")
+            .append(
+                &[server_event("acme", "doc.write")],
+                ts("2026-01-01T00:00:00Z"),
+            )
+            .expect("append");
+        assert_eq!(out[0].seq, 3);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        drop(filled(&path));
+        let raw = Connection::open(&path).expect("raw connection");
+        let current: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("user_version");
+        raw.pragma_update(None, "user_version", current + 1)
+            .expect("bump user_version");
+        drop(raw);
+        match SqliteStore::open(&path) {
+            Err(StoreError::TooNew { found, known }) => {
+                assert_eq!((found, known), (current + 1, current))
+            }
+            Err(e) => panic!("refused with another error: {e}"),
+            Ok(_) => panic!("opened a store from a newer version"),
+        }
+    }
+}
