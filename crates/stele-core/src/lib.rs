@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod cursor;
 pub mod errors;
 pub mod event;
+pub mod merkle;
 pub mod seal;
 pub mod timestamp;
 pub mod validate;
