@@ -37,15 +37,8 @@ async fn ingest_single_array_and_ndjson() {
     assert_eq!(seqs(&array), vec![2, 3, 4]);
 
     let ndjson = "{\"action\":\"n.one\"}\n\n{\"action\":\"n.two\",\"tenant\":\"other\"}\n";
-    let response = client()
-        .post(server.endpoint("/v1/events"))
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = post_ndjson(&server, ndjson).await;
+    assert_eq!(status, 201);
     let receipts = body["receipts"].as_array().unwrap();
     assert_eq!(
         (receipts[0]["seq"].as_u64(), receipts[0]["tenant"].as_str()),
@@ -127,15 +120,8 @@ async fn bad_input_is_rejected_whole_with_problem_details() {
     );
 
     let ndjson = "{\"action\":\"fine\"}\n{\"action\": broken\n";
-    let response = client()
-        .post(server.endpoint("/v1/events"))
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    let problem: Value = response.json().await.unwrap();
+    let (status, problem) = post_ndjson(&server, ndjson).await;
+    assert_eq!(status, 422);
     assert_eq!(problem["errors"][0]["index"], 1);
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![

@@ -137,10 +137,7 @@ async fn answers(server: &Server) -> Vec<Vec<u64>> {
 async fn index_is_rebuilt_after_deletion_and_by_reindex() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
-    let events: Vec<Value> = (0..1200).map(sample_event).collect();
-    for chunk in events.chunks(400) {
-        ingest(&server, chunk).await;
-    }
+    load_samples(&server, 1200, 400).await;
     wait_index_caught_up(&server).await;
     let expected = answers(&server).await;
     assert_eq!(expected[0].len(), 1200);
@@ -190,10 +187,7 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
 async fn index_resumes_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
-    let events: Vec<Value> = (0..1200).map(sample_event).collect();
-    for chunk in events.chunks(300) {
-        ingest(&server, chunk).await;
-    }
+    load_samples(&server, 1200, 300).await;
     server.kill();
     let server = Server::start(dir.path(), None);
     wait_index_caught_up(&server).await;

@@ -117,6 +117,27 @@ pub async fn ingest(server: &Server, events: &[Value]) -> Vec<Value> {
     body["receipts"].as_array().unwrap().clone()
 }
 
+/// Posts an NDJSON body; answers (status, body).
+pub async fn post_ndjson(server: &Server, body: &str) -> (u16, Value) {
+    let response = client()
+        .post(server.endpoint("/v1/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Stores `n` sample events in requests of `chunk`.
+pub async fn load_samples(server: &Server, n: usize, chunk: usize) {
+    let events: Vec<Value> = (0..n).map(sample_event).collect();
+    for part in events.chunks(chunk) {
+        ingest(server, part).await;
+    }
+}
+
 /// Every event of a listing, following cursors; `query` without `limit`/`cursor`.
 pub async fn list_all(server: &Server, query: &str, page: usize) -> Vec<Value> {
     let mut out = Vec::new();
