@@ -17,7 +17,7 @@ pub use event::{
     Actor, ActorType, Category, ErrorInfo, Event, Level, Outcome, Resource, Source, Step,
     StepStatus,
 };
-pub use seal::{LeafHash, Presealed, Seq, leaf_hash};
+pub use seal::{LeafHash, Presealed, SealTime, Seq, leaf_hash};
 pub use timestamp::Timestamp;
 pub use validate::{
     IngestDefaults, Limits, ValidationError, prepare, validate_action, validate_tenant,

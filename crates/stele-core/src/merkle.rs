@@ -19,10 +19,7 @@ pub struct NodeHash(pub [u8; 32]);
 
 impl fmt::Debug for NodeHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        crate::seal::write_hex(f, &self.0)
     }
 }
 

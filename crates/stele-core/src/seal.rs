@@ -23,11 +23,13 @@ pub struct LeafHash(pub [u8; 32]);
 
 impl fmt::Debug for LeafHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        write_hex(f, &self.0)
     }
+}
+
+/// Writes a hash as lowercase hex, the form tools and test vectors use.
+pub(crate) fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
 }
 
 pub fn leaf_hash(canonical: &[u8]) -> LeafHash {
@@ -35,6 +37,27 @@ pub fn leaf_hash(canonical: &[u8]) -> LeafHash {
     h.update([0u8]);
     h.update(canonical);
     LeafHash(h.finalize().into())
+}
+
+/// A server time formatted once for a whole batch: the writer seals many events with the
+/// same `received_at`, and formatting it per event would be work on the hot path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealTime {
+    at: Timestamp,
+    text: String,
+}
+
+impl SealTime {
+    pub fn new(at: Timestamp) -> SealTime {
+        SealTime {
+            at,
+            text: at.to_string(),
+        }
+    }
+
+    pub fn timestamp(&self) -> Timestamp {
+        self.at
+    }
 }
 
 /// An event's canonical bytes with the places where `received_at` and `seq` go.
@@ -91,12 +114,12 @@ impl Presealed {
     }
 
     /// The canonical bytes of the event at `seq`, received at `received_at`.
-    pub fn seal(&self, seq: Seq, received_at: Timestamp) -> Vec<u8> {
+    pub fn seal(&self, seq: Seq, received_at: &SealTime) -> Vec<u8> {
         let b = &self.bytes;
         let mut out = Vec::with_capacity(b.len() + RECEIVED_AT_LEN + SEQ_MAX_LEN);
         out.extend_from_slice(&b[..self.received_at_at]);
         out.extend_from_slice(b"\"received_at\":\"");
-        out.extend_from_slice(received_at.to_string().as_bytes());
+        out.extend_from_slice(received_at.text.as_bytes());
         out.extend_from_slice(b"\",");
         out.extend_from_slice(&b[self.received_at_at..self.seq_at]);
         out.extend_from_slice(b"\"seq\":");
@@ -130,7 +153,7 @@ mod tests {
             let pre = Presealed::new(&ev).unwrap();
             let received = Timestamp::parse("2026-11-22T13:53:55.123456Z").unwrap();
             for seq in [0, 7, u64::MAX] {
-                let sealed = pre.seal(seq, received);
+                let sealed = pre.seal(seq, &SealTime::new(received));
                 let mut full = ev.clone();
                 full.seq = Some(seq);
                 full.received_at = Some(received);

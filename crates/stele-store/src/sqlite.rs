@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use stele_core::{Event, LeafHash, Timestamp, leaf_hash};
+use stele_core::{Event, LeafHash, SealTime, Timestamp, leaf_hash};
 use uuid::Uuid;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last.
@@ -260,7 +260,7 @@ impl LogWriter for SqliteWriter {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Log states change only once the transaction commits.
-        let mut staged: HashMap<&str, LogState> = HashMap::new();
+        let mut staged: HashMap<&str, (LogState, SealTime)> = HashMap::new();
         let mut in_batch: HashMap<(&str, Uuid), usize> = HashMap::new();
         let mut out = Vec::with_capacity(batch.len());
         {
@@ -285,9 +285,10 @@ impl LogWriter for SqliteWriter {
                         }
                     };
                     state.last_received_at = state.last_received_at.max(now);
-                    staged.insert(tenant, state);
+                    let time = SealTime::new(state.last_received_at);
+                    staged.insert(tenant, (state, time));
                 }
-                let state = staged.get_mut(tenant).expect("staged above");
+                let (state, time) = staged.get_mut(tenant).expect("staged above");
 
                 if event.client_id {
                     if let Some(&earlier) = in_batch.get(&(tenant, event.id)) {
@@ -326,8 +327,8 @@ impl LogWriter for SqliteWriter {
                 }
 
                 let seq = state.size;
-                let received_at = state.last_received_at;
-                let bytes = event.presealed.seal(seq, received_at);
+                let received_at = time.timestamp();
+                let bytes = event.presealed.seal(seq, time);
                 let hash = leaf_hash(&bytes);
                 insert.execute(params![
                     state.log_id,
@@ -347,7 +348,7 @@ impl LogWriter for SqliteWriter {
             let mut update = tx.prepare_cached(
                 "UPDATE logs SET size = ?2, last_received_at = ?3 WHERE log_id = ?1",
             )?;
-            for state in staged.values() {
+            for (state, _) in staged.values() {
                 update.execute(params![
                     state.log_id,
                     state.size as i64,
@@ -356,7 +357,7 @@ impl LogWriter for SqliteWriter {
             }
         }
         tx.commit()?;
-        for (tenant, state) in staged {
+        for (tenant, (state, _)) in staged {
             self.logs.insert(tenant.to_string(), state);
         }
         Ok(out)

@@ -93,7 +93,10 @@ fn assert_sealed(stored: &StoredEvent, sent: &NewEvent, appended: &Appended) {
     assert_eq!(event.id, Some(sent.id));
     assert_eq!(
         stored.bytes,
-        sent.presealed.seal(appended.seq, appended.received_at)
+        sent.presealed.seal(
+            appended.seq,
+            &stele_core::SealTime::new(appended.received_at)
+        )
     );
 }
 
