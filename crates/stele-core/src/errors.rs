@@ -43,6 +43,7 @@ error_codes! {
     NotFound => ("not_found", 404, "Not found"),
     MethodNotAllowed => ("method_not_allowed", 405, "Method not allowed"),
     Overloaded => ("overloaded", 503, "The ingest queue is full; retry later"),
+    CheckpointPending => ("checkpoint_pending", 503, "No signed checkpoint covers this yet; retry shortly"),
     Unavailable => ("unavailable", 503, "The service is shutting down or its store is unavailable"),
     Internal => ("internal", 500, "Internal error"),
 }

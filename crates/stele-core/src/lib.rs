@@ -8,7 +8,9 @@ pub mod cursor;
 pub mod errors;
 pub mod event;
 pub mod merkle;
+pub mod note;
 pub mod seal;
+pub mod tiles;
 pub mod timestamp;
 pub mod validate;
 

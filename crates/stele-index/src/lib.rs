@@ -4,10 +4,12 @@
 //! Invariant: the index is never the source of truth. Each commit records, per log, how far
 //! it has indexed; after a crash it resumes from there, and it can always be rebuilt.
 
+mod audit;
 mod indexer;
 mod query;
 mod schema;
 
+pub use audit::{IndexAudit, IndexProblem};
 pub use indexer::{Indexer, IndexerOptions, Notifier, catch_up};
 pub use query::{ActionFilter, EventQuery, SearchPage};
 
@@ -74,6 +76,17 @@ impl SearchIndex {
                 Self::try_open(dir)
             }
         }
+    }
+
+    /// Opens an existing index as it is, never discarding it: for checking it.
+    pub fn open_read_only(dir: &Path) -> Result<Arc<SearchIndex>> {
+        if !dir.join("meta.json").exists() {
+            return Err(IndexError::Io(std::io::Error::other(format!(
+                "no search index in {}",
+                dir.display()
+            ))));
+        }
+        Self::try_open(dir)
     }
 
     /// Deletes the index in `dir`; the next open starts empty.

@@ -16,6 +16,20 @@ pub struct Config {
     pub default_tenant: String,
     pub ingest: IngestConfig,
     pub index: IndexConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Names this server's logs: checkpoints carry the origin line `<origin>/<tenant>`, and
+    /// a generated signing key is named after it. A schema-less URL, e.g. `audit.example.com`.
+    pub origin: String,
+    /// Sign a checkpoint after a batch grows a log, but at most this often (milliseconds).
+    pub checkpoint_interval_ms: u64,
+    /// The signing key: a file holding a `PRIVATE+KEY+…` key, or that text itself. Unset:
+    /// `signing.key` in the data directory, generated on first start.
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +62,17 @@ impl Default for Config {
             default_tenant: "default".to_string(),
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            origin: "localhost/stele".to_string(),
+            checkpoint_interval_ms: 1_000,
+            signing_key: None,
         }
     }
 }
@@ -119,7 +144,28 @@ impl Config {
                 "ingest.queue_events is too large".into(),
             ));
         }
+        let origin = &self.log.origin;
+        if origin.is_empty()
+            || origin.len() > 200
+            || origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "log.origin `{origin}` must be 1 to 200 characters, without spaces or `+`"
+            )));
+        }
+        if self.log.checkpoint_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "log.checkpoint_interval_ms must be positive".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The signing key generated on first start when none is configured.
+    pub fn key_path(&self) -> PathBuf {
+        self.data.join("signing.key")
     }
 
     pub fn store_path(&self) -> PathBuf {

@@ -4,16 +4,20 @@
 //! Invariant: handlers never touch the store's writer; every append goes through the
 //! sequencer, and every blocking call (SQLite, tantivy) runs off the async workers.
 
+pub mod checkpoints;
 pub mod config;
 pub mod http;
+pub mod keys;
 pub mod sequencer;
 
 pub use config::Config;
 
 use anyhow::Context;
+use checkpoints::{Checkpointer, Published, Signed};
 use http::AppState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sequencer::Sequencer;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -74,6 +78,16 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     );
     let index_path = config.index_path();
     let index = tokio::task::spawn_blocking(move || SearchIndex::open(&index_path)).await??;
+    let key = keys::load_or_create(&config)?;
+    let (published, dirty) = load_checkpoints(store.as_ref())?;
+    let published = Arc::new(published);
+    let checkpointer = Checkpointer::new(
+        key,
+        config.log.origin.clone(),
+        Duration::from_millis(config.log.checkpoint_interval_ms),
+        published.clone(),
+        dirty,
+    );
 
     let (index_progress, _) = watch::channel(index.progress());
     let progress_tx = index_progress.clone();
@@ -96,6 +110,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         config.ingest.queue_events,
         config.ingest.max_batch_events,
         Box::new(move || notifier.notify()),
+        checkpointer,
     )?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -105,6 +120,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         store,
         index,
         sequencer,
+        checkpoints: published,
         index_progress,
         metrics: metrics_handle()?,
     });
@@ -113,6 +129,28 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         state,
         indexer,
     })
+}
+
+/// The latest stored checkpoint of each log, and the logs that grew past theirs.
+fn load_checkpoints(store: &dyn LogStore) -> anyhow::Result<(Published, BTreeSet<String>)> {
+    let mut latest = HashMap::new();
+    for stored in store.latest_checkpoints()? {
+        let signed = Signed::from_stored(&stored).map_err(|e| {
+            anyhow::anyhow!("log {}: stored checkpoint unreadable: {e}", stored.tenant)
+        })?;
+        latest.insert(stored.tenant, signed);
+    }
+    let dirty = store
+        .heads()?
+        .into_iter()
+        .filter(|head| {
+            latest
+                .get(&head.tenant)
+                .is_none_or(|s: &Signed| s.size < head.size)
+        })
+        .map(|head| head.tenant)
+        .collect();
+    Ok((Published::new(latest), dirty))
 }
 
 impl Bound {

@@ -2,15 +2,21 @@
 //! thread takes everything waiting, appends it in one transaction (group commit), and only
 //! after the commit answers each request.
 //!
+//! The same thread signs checkpoints (see [`crate::checkpoints`]), so every store write
+//! goes through one connection and a checkpoint never names an uncommitted tree.
+//!
 //! Invariant: an event is acknowledged only after the transaction holding it committed.
 
+use crate::checkpoints::Checkpointer;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use stele_core::Timestamp;
 use stele_store::{Appended, LogWriter, NewEvent};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -31,7 +37,7 @@ enum Job {
 
 /// Handle to the writer thread; cheap to share.
 pub struct Sequencer {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     capacity: usize,
     healthy: Arc<AtomicBool>,
@@ -45,8 +51,9 @@ impl Sequencer {
         queue_events: usize,
         max_batch_events: usize,
         after_commit: Box<dyn Fn() + Send>,
+        mut checkpointer: Checkpointer,
     ) -> std::io::Result<Sequencer> {
-        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        let (jobs, rx) = mpsc::channel::<Job>();
         let healthy = Arc::new(AtomicBool::new(true));
         let thread_healthy = healthy.clone();
         let permits = Arc::new(Semaphore::new(queue_events));
@@ -56,8 +63,17 @@ impl Sequencer {
             .spawn(move || {
                 let mut stop = false;
                 while !stop {
-                    let Some(first) = rx.blocking_recv() else {
-                        break;
+                    let received = match checkpointer.deadline() {
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+                    };
+                    let first = match received {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            checkpointer.sign(writer.as_mut());
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
                     };
                     let mut batch = Vec::new();
                     let mut count = 0;
@@ -80,12 +96,18 @@ impl Sequencer {
                         next = rx.try_recv().ok();
                     }
                     if !batch.is_empty() {
-                        commit(writer.as_mut(), batch, count, &thread_healthy);
+                        let grown = commit(writer.as_mut(), batch, count, &thread_healthy);
+                        grown.iter().for_each(|tenant| checkpointer.grew(tenant));
                         after_commit();
+                    }
+                    if checkpointer.is_due() {
+                        checkpointer.sign(writer.as_mut());
                     }
                     let queued = queue_events - thread_permits.available_permits();
                     metrics::gauge!("stele_ingest_queue_events").set(queued as f64);
                 }
+                // The final checkpoint covers everything committed.
+                checkpointer.sign(writer.as_mut());
                 tracing::info!("writer stopped");
             })?;
         Ok(Sequencer {
@@ -155,7 +177,13 @@ type Waiting = (
     OwnedSemaphorePermit,
 );
 
-fn commit(writer: &mut dyn LogWriter, batch: Vec<Waiting>, count: usize, healthy: &AtomicBool) {
+/// Appends the batch and answers its requests. Returns the logs that grew.
+fn commit(
+    writer: &mut dyn LogWriter,
+    batch: Vec<Waiting>,
+    count: usize,
+    healthy: &AtomicBool,
+) -> BTreeSet<String> {
     let started = Instant::now();
     let mut all = Vec::with_capacity(count);
     let mut waiting = Vec::with_capacity(batch.len());
@@ -175,10 +203,17 @@ fn commit(writer: &mut dyn LogWriter, batch: Vec<Waiting>, count: usize, healthy
             metrics::counter!("stele_events_ingested_total").increment(stored as u64);
             metrics::counter!("stele_events_duplicate_total").increment((count - stored) as u64);
             tracing::debug!(events = count, stored, seconds = elapsed, "batch committed");
+            let grown = all
+                .iter()
+                .zip(&appended)
+                .filter(|(_, a)| !a.duplicate)
+                .map(|(e, _)| e.tenant.clone())
+                .collect();
             let mut rest = appended.into_iter();
             for (n, reply, _permit) in waiting {
                 let _ = reply.send(Ok(rest.by_ref().take(n).collect()));
             }
+            grown
         }
         Err(e) => {
             healthy.store(false, Ordering::SeqCst);
@@ -187,6 +222,7 @@ fn commit(writer: &mut dyn LogWriter, batch: Vec<Waiting>, count: usize, healthy
             for (_, reply, _permit) in waiting {
                 let _ = reply.send(Err(SubmitError::Unavailable));
             }
+            BTreeSet::new()
         }
     }
 }

@@ -2,10 +2,14 @@
 //! bytes, appended in atomic batches by one writer and read by many readers.
 //!
 //! Invariant: the store never rewrites or deletes an event; `seq` is dense per log.
+//! Invariant: the tiles stored with a batch describe the Merkle tree of exactly the events
+//! committed with it, and a tile's hashes never change (a partial tile only grows).
 //! Invariant: this crate knows nothing of HTTP, async runtimes or the search index.
 
 pub mod sqlite;
 
+use stele_core::merkle::NodeHash;
+use stele_core::tiles::{Tile, TileId, TileReader};
 use stele_core::{LeafHash, Presealed, Timestamp};
 use uuid::Uuid;
 
@@ -45,6 +49,22 @@ pub struct LogHead {
     pub size: u64,
 }
 
+/// A log's Merkle tree head as the writer holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: NodeHash,
+}
+
+/// A signed checkpoint as stored: the C2SP signed-note text and when it was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tenant: String,
+    pub size: u64,
+    pub signed_at: Timestamp,
+    pub note: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
@@ -75,6 +95,56 @@ pub trait LogStore: Send + Sync + 'static {
     fn get_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<StoredEvent>>;
     /// Checks that the store answers.
     fn ping(&self) -> Result<()>;
+
+    /// Tile `id` of `tenant`'s tree: the first `id.width` hashes of the tile as stored at
+    /// that width or wider. `None` if the tree has not reached it.
+    fn read_tile(&self, tenant: &str, id: TileId) -> Result<Option<Tile>>;
+    /// Stored tile rows of `tenant` after `after` in (level, index, width) order, at most
+    /// `limit`, each at its stored width: what `stele verify` checks.
+    fn scan_tiles(&self, tenant: &str, after: Option<TileId>, limit: usize) -> Result<Vec<Tile>>;
+    /// Checkpoints of `tenant` with `size > after`, oldest first, at most `limit`.
+    fn checkpoints(&self, tenant: &str, after: u64, limit: usize) -> Result<Vec<StoredCheckpoint>>;
+    /// The checkpoint signed last for each log that has one.
+    fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>>;
+}
+
+/// Reads complete nodes of `tenant`'s tree of `size` leaves from its stored tiles. A tile
+/// the tree needs but the store lacks is corruption.
+pub fn tile_reader<'a>(
+    store: &'a dyn LogStore,
+    tenant: &'a str,
+    size: u64,
+) -> TileReader<impl FnMut(TileId) -> Result<Tile> + 'a> {
+    TileReader::new(size, move |id| {
+        store
+            .read_tile(tenant, id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("log {tenant}: {id} is missing")))
+    })
+}
+
+/// Checks that a stored tile row is what its key says: `width` hashes of 32 bytes.
+pub fn tile_from_row(level: i64, index: i64, width: i64, hashes: Vec<u8>) -> Result<Tile> {
+    let tile = Tile {
+        level: u8::try_from(level)
+            .map_err(|_| StoreError::Corrupt(format!("tile level {level}")))?,
+        index: u64::try_from(index)
+            .map_err(|_| StoreError::Corrupt(format!("tile index {index}")))?,
+        hashes,
+    };
+    if hashes_len_ok(&tile, width) {
+        Ok(tile)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "{} holds {} bytes, not {width} hashes",
+            tile.id(),
+            tile.hashes.len()
+        )))
+    }
+}
+
+fn hashes_len_ok(tile: &Tile, width: i64) -> bool {
+    (1..=i64::from(stele_core::tiles::TILE_WIDTH)).contains(&width)
+        && tile.hashes.len() as i64 == 32 * width
 }
 
 /// Appends batches. The whole batch is one transaction, durable on disk when this returns.
@@ -82,4 +152,8 @@ pub trait LogWriter: Send {
     /// Sequences and stores `batch` (any mix of logs) atomically. `now` is the server time;
     /// `received_at` never decreases within a log. Answers one `Appended` per event, in order.
     fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>>;
+    /// The tree head of `tenant` after the last committed batch.
+    fn tree_head(&self, tenant: &str) -> Option<TreeHead>;
+    /// Stores signed checkpoints, atomically. Each must be for a committed tree size.
+    fn add_checkpoints(&mut self, checkpoints: &[StoredCheckpoint]) -> Result<()>;
 }

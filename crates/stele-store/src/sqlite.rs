@@ -1,17 +1,26 @@
 //! The embedded SQLite store: one file in the data directory, WAL mode with
 //! `synchronous=FULL`, one writer connection on its own thread and a small reader pool.
 
-use crate::{Appended, LogHead, LogStore, LogWriter, NewEvent, Result, StoreError, StoredEvent};
+use crate::{
+    Appended, LogHead, LogStore, LogWriter, NewEvent, Result, StoreError, StoredCheckpoint,
+    StoredEvent, TreeHead, tile_from_row,
+};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use stele_core::tiles::{Tile, TileBuilder, TileId};
 use stele_core::{Event, LeafHash, SealTime, Timestamp, leaf_hash};
 use uuid::Uuid;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_tree.sql"),
+];
+/// The schema version that added tiles: a store migrated past it gets its tree built.
+const TREE_VERSION: usize = 2;
 
 /// Readers kept open for reuse; more are opened under load and closed afterwards.
 const IDLE_READERS: usize = 8;
@@ -35,6 +44,27 @@ impl SqliteStore {
             path: path.to_path_buf(),
             readers: Mutex::new(vec![conn]),
             writer_taken: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Opens an existing store without writing to it (no migration, no writer): for
+    /// checking a store that may have been tampered with.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version != known {
+            return Err(StoreError::Corrupt(format!(
+                "schema version {version}; this build reads {known} (start the server once to migrate)"
+            )));
+        }
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            readers: Mutex::new(vec![conn]),
+            writer_taken: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -83,11 +113,106 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
         tx.execute_batch(sql)?;
+        if i + 1 == TREE_VERSION {
+            build_trees(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "sqlite store migrated");
     }
     Ok(())
+}
+
+/// Builds the tiles of every log from its stored leaf hashes (stores older than the tree).
+fn build_trees(conn: &Connection) -> Result<()> {
+    let logs: Vec<(i64, i64)> = conn
+        .prepare("SELECT log_id, size FROM logs")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (log_id, size) in logs {
+        let mut tree = TileBuilder::new();
+        let mut stmt =
+            conn.prepare("SELECT seq, leaf_hash FROM events WHERE log_id = ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([log_id])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            if seq as u64 != tree.size() {
+                return Err(StoreError::Corrupt(format!(
+                    "log {log_id}: seq {seq} out of place"
+                )));
+            }
+            tree.push(leaf(row.get(1)?)?.into());
+            if tree.size() % 65_536 == 0 {
+                store_tiles(conn, log_id, tree.take_writes())?;
+            }
+        }
+        if tree.size() != size as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "log {log_id}: size {size} but {} events",
+                tree.size()
+            )));
+        }
+        store_tiles(conn, log_id, tree.take_writes())?;
+        tracing::info!(log_id, size, "tree built");
+    }
+    Ok(())
+}
+
+/// Stores tiles from [`TileBuilder::take_writes`] and drops the narrower rows they extend.
+fn store_tiles(conn: &Connection, log_id: i64, tiles: Vec<Tile>) -> Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut prune = conn.prepare_cached(
+        "DELETE FROM tiles WHERE log_id = ?1 AND level = ?2 AND idx = ?3 AND width < ?4",
+    )?;
+    for tile in tiles {
+        let id = tile.id();
+        let (level, index, width) = (i64::from(id.level), id.index as i64, i64::from(id.width));
+        insert.execute(params![log_id, level, index, width, tile.hashes])?;
+        prune.execute(params![log_id, level, index, width])?;
+    }
+    Ok(())
+}
+
+/// The stored tile `id`: the narrowest row at least as wide, cut to `id.width`.
+fn read_tile(conn: &Connection, log_id: i64, id: TileId) -> Result<Option<Tile>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT width, hashes FROM tiles WHERE log_id = ?1 AND level = ?2 AND idx = ?3
+         AND width >= ?4 ORDER BY width LIMIT 1",
+    )?;
+    let Ok(index) = i64::try_from(id.index) else {
+        return Ok(None);
+    };
+    let row = stmt
+        .query_row(
+            params![log_id, i64::from(id.level), index, i64::from(id.width)],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?;
+    let Some((width, hashes)) = row else {
+        return Ok(None);
+    };
+    let mut tile = tile_from_row(i64::from(id.level), index, width, hashes)?;
+    tile.hashes.truncate(32 * usize::from(id.width));
+    Ok(Some(tile))
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn checkpoint(
+    (tenant, size, signed_at, note): (String, i64, i64, String),
+) -> Result<StoredCheckpoint> {
+    let signed_at = Timestamp::from_micros(signed_at)
+        .ok_or_else(|| StoreError::Corrupt(format!("log {tenant}: bad checkpoint time")))?;
+    Ok(StoredCheckpoint {
+        tenant,
+        size: size as u64,
+        signed_at,
+        note,
+    })
 }
 
 fn leaf(bytes: Vec<u8>) -> Result<LeafHash> {
@@ -134,12 +259,18 @@ impl LogStore for SqliteStore {
                 let last_received_at = Timestamp::from_micros(last).ok_or_else(|| {
                     StoreError::Corrupt(format!("log {tenant}: bad last_received_at"))
                 })?;
+                let tree = TileBuilder::resume(size as u64, |id| {
+                    read_tile(&conn, log_id, id)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("log {tenant}: {id} is missing"))
+                    })
+                })?;
                 logs.insert(
                     tenant,
                     LogState {
                         log_id,
                         size: size as u64,
                         last_received_at,
+                        tree,
                     },
                 );
             }
@@ -232,6 +363,66 @@ impl LogStore for SqliteStore {
     fn ping(&self) -> Result<()> {
         self.with_reader(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
     }
+
+    fn read_tile(&self, tenant: &str, id: TileId) -> Result<Option<Tile>> {
+        self.with_reader(|conn| match log_id(conn, tenant)? {
+            Some(log) => read_tile(conn, log, id),
+            None => Ok(None),
+        })
+    }
+
+    fn scan_tiles(&self, tenant: &str, after: Option<TileId>, limit: usize) -> Result<Vec<Tile>> {
+        self.with_reader(|conn| {
+            let Some(log) = log_id(conn, tenant)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT level, idx, width, hashes FROM tiles WHERE log_id = ?1
+                 AND (level, idx, width) > (?2, ?3, ?4) ORDER BY level, idx, width LIMIT ?5",
+            )?;
+            let (level, index, width) = match after {
+                Some(id) => (i64::from(id.level), id.index as i64, i64::from(id.width)),
+                None => (-1, -1, -1),
+            };
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![log, level, index, width, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.map(|row| {
+                let (level, index, width, hashes) = row?;
+                tile_from_row(level, index, width, hashes)
+            })
+            .collect()
+        })
+    }
+
+    fn checkpoints(&self, tenant: &str, after: u64, limit: usize) -> Result<Vec<StoredCheckpoint>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.tenant, c.size, c.signed_at, c.note FROM checkpoints c
+                 JOIN logs l ON l.log_id = c.log_id
+                 WHERE l.tenant = ?1 AND c.size > ?2 ORDER BY c.size, c.checkpoint_id LIMIT ?3",
+            )?;
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![tenant, after, limit], checkpoint_row)?;
+            rows.map(|row| checkpoint(row?)).collect()
+        })
+    }
+
+    fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.tenant, c.size, c.signed_at, c.note FROM checkpoints c
+                 JOIN logs l ON l.log_id = c.log_id
+                 WHERE c.checkpoint_id = (SELECT max(checkpoint_id) FROM checkpoints
+                                          WHERE log_id = c.log_id)
+                 ORDER BY l.tenant",
+            )?;
+            let rows = stmt.query_map([], checkpoint_row)?;
+            rows.map(|row| checkpoint(row?)).collect()
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +430,8 @@ struct LogState {
     log_id: i64,
     size: u64,
     last_received_at: Timestamp,
+    /// The tree's right edge; staged copies are dropped if the batch fails.
+    tree: TileBuilder,
 }
 
 struct SqliteWriter {
@@ -281,6 +474,7 @@ impl LogWriter for SqliteWriter {
                                 log_id: tx.last_insert_rowid(),
                                 size: 0,
                                 last_received_at: Timestamp::MIN,
+                                tree: TileBuilder::new(),
                             }
                         }
                     };
@@ -338,6 +532,7 @@ impl LogWriter for SqliteWriter {
                     bytes
                 ])?;
                 state.size += 1;
+                state.tree.push(hash.into());
                 out.push(Appended {
                     seq,
                     received_at,
@@ -348,12 +543,13 @@ impl LogWriter for SqliteWriter {
             let mut update = tx.prepare_cached(
                 "UPDATE logs SET size = ?2, last_received_at = ?3 WHERE log_id = ?1",
             )?;
-            for (state, _) in staged.values() {
+            for (state, _) in staged.values_mut() {
                 update.execute(params![
                     state.log_id,
                     state.size as i64,
                     state.last_received_at.as_micros()
                 ])?;
+                store_tiles(&tx, state.log_id, state.tree.take_writes())?;
             }
         }
         tx.commit()?;
@@ -361,5 +557,40 @@ impl LogWriter for SqliteWriter {
             self.logs.insert(tenant.to_string(), state);
         }
         Ok(out)
+    }
+
+    fn tree_head(&self, tenant: &str) -> Option<TreeHead> {
+        self.logs.get(tenant).map(|state| TreeHead {
+            size: state.tree.size(),
+            root: state.tree.root(),
+        })
+    }
+
+    fn add_checkpoints(&mut self, checkpoints: &[StoredCheckpoint]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO checkpoints (log_id, size, signed_at, note) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for cp in checkpoints {
+                let state = self.logs.get(&cp.tenant).filter(|s| s.size >= cp.size);
+                let Some(state) = state else {
+                    return Err(StoreError::Corrupt(format!(
+                        "checkpoint of {} at size {} is beyond the committed log",
+                        cp.tenant, cp.size
+                    )));
+                };
+                insert.execute(params![
+                    state.log_id,
+                    cp.size as i64,
+                    cp.signed_at.as_micros(),
+                    cp.note
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }

@@ -1,12 +1,19 @@
-//! The `stele` command: run the server, send and query events, rebuild the search index.
+//! The `stele` command: run the server, send and query events, rebuild the search index,
+//! manage the signing key, and verify a log offline or as a monitor.
 
 mod client;
+mod monitor;
+mod proof;
+mod report;
+mod verify;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
+use stele_core::note::VerifierKey;
 use stele_server::Config;
 
 #[derive(Parser)]
@@ -30,6 +37,83 @@ enum Command {
     Query(Box<client::QueryArgs>),
     /// Rebuild the search index of a data directory from its store (server stopped).
     Reindex(ReindexArgs),
+    /// Manage the checkpoint signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify a log: offline from a data directory, or as a monitor of a running server.
+    Verify(VerifyArgs),
+    /// Work with inclusion proofs.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the verifier key (`name+id+key`) that checks this server's checkpoints.
+    Public(KeySourceArgs),
+    /// Generate a new signing key into a file (mode 0600) and print its verifier key.
+    Generate {
+        /// Key name: the server's log origin, e.g. `audit.example.com`.
+        #[arg(long)]
+        name: String,
+        /// Where to write the key; never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct KeySourceArgs {
+    /// Data directory holding the generated key [default: ./stele-data]
+    #[arg(long, env = "STELE_DATA")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (for its data directory and key).
+    #[arg(long, env = "STELE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The signing key: a file, or the `PRIVATE+KEY+…` text itself.
+    #[arg(long, env = "STELE_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Check this data directory offline (the server may be stopped or running).
+    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    data: Option<PathBuf>,
+    /// Monitor this server: check its latest checkpoints against the remembered ones.
+    #[arg(long)]
+    url: Option<String>,
+    /// Verifier key (`name+id+key`), or a file holding it. Offline, defaults to the key in
+    /// the data directory, which a person able to tamper with the store could also replace.
+    #[arg(long, env = "STELE_VERIFIER_KEY", required_unless_present = "data")]
+    key: Option<String>,
+    /// Also check that the search index agrees with the store (offline only).
+    #[arg(long, requires = "data")]
+    index: bool,
+    /// Remember checkpoints here between monitor runs.
+    #[arg(long, requires = "url")]
+    state: Option<PathBuf>,
+    /// Only this log.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Entries per log whose inclusion the monitor checks.
+    #[arg(long, default_value_t = 16, requires = "url")]
+    samples: usize,
+    /// Print a one-line JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// Verify a saved `GET /v1/events/{id}?proof=true` answer offline.
+    Verify {
+        /// Verifier key (`name+id+key`), or a file holding it.
+        #[arg(long, env = "STELE_VERIFIER_KEY")]
+        key: String,
+        /// The saved answer; `-` or nothing for standard input.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -43,6 +127,10 @@ struct ServeArgs {
     /// TOML configuration file; flags and STELE_* variables override it.
     #[arg(long, env = "STELE_CONFIG")]
     config: Option<PathBuf>,
+    /// The checkpoint signing key: a file, or the `PRIVATE+KEY+…` text itself
+    /// [default: signing.key in the data directory, generated on first start]
+    #[arg(long, env = "STELE_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -75,7 +163,17 @@ fn init_tracing() {
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,16 +185,226 @@ fn main() -> anyhow::Result<()> {
             if let Some(listen) = args.listen {
                 config.listen = listen;
             }
-            runtime.block_on(serve(config))
+            if args.signing_key.is_some() {
+                config.log.signing_key = args.signing_key;
+            }
+            runtime.block_on(serve(config)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Send(args) => runtime.block_on(client::send(args)),
-        Command::Query(args) => runtime.block_on(client::query(*args)),
+        Command::Send(args) => runtime
+            .block_on(client::send(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Query(args) => runtime
+            .block_on(client::query(*args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Reindex(args) => {
             init_tracing();
             let config = load_config(args.config.as_ref(), args.data)?;
-            reindex(&config)
+            reindex(&config).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Public(args)) => {
+            let key = signer_key(&args, false)?;
+            println!("{}", key.verifier());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Generate { name, out }) => {
+            let key = stele_server::keys::generate(&name)?;
+            stele_server::keys::write_new(&out, &key)?;
+            println!("{}", key.verifier());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => {
+            let ok = match &args.url {
+                Some(url) => runtime.block_on(verify_url(url, &args))?,
+                None => verify_data(&args)?,
+            };
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Proof(ProofCommand::Verify { key, file }) => {
+            let key = verifier_key(&key)?;
+            let answer = read_input(file.as_deref())?;
+            match proof::verify(&answer, &key) {
+                Ok(v) => {
+                    let id = v.id.map(|id| format!("event {id} is ")).unwrap_or_default();
+                    println!(
+                        "ok: {id}entry {} of {} in the tree of {} signed by {}",
+                        v.seq,
+                        v.origin,
+                        v.tree_size,
+                        key.name()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
+}
+
+fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match file {
+        Some(path) if path != Path::new("-") => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        }
+        _ => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            Ok(buf)
+        }
+    }
+}
+
+/// A verifier key given as its text or as a file holding it.
+fn verifier_key(source: &str) -> anyhow::Result<VerifierKey> {
+    let source = source.trim();
+    if let Ok(key) = VerifierKey::parse(source) {
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(source)
+        .with_context(|| format!("`{source}` is neither a verifier key nor a readable file"))?;
+    VerifierKey::parse(&text).with_context(|| format!("{source} does not hold a verifier key"))
+}
+
+/// The signing key a server with these settings uses; `create` makes it if missing.
+fn signer_key(args: &KeySourceArgs, create: bool) -> anyhow::Result<stele_core::note::SignerKey> {
+    let mut config = load_config(args.config.as_ref(), args.data.clone())?;
+    if args.signing_key.is_some() {
+        config.log.signing_key = args.signing_key.clone();
+    }
+    if config.log.signing_key.is_none() && !create {
+        let path = config.key_path();
+        anyhow::ensure!(
+            path.exists(),
+            "no signing key at {} (the server creates it on first start)",
+            path.display()
+        );
+    }
+    stele_server::keys::load_or_create(&config)
+}
+
+fn verify_data(args: &VerifyArgs) -> anyhow::Result<bool> {
+    let data = args
+        .data
+        .clone()
+        .expect("clap requires --data without --url");
+    let config = load_config(None, Some(data.clone()))?;
+    let mut summary = report::Summary::default();
+    let key = match &args.key {
+        Some(k) => verifier_key(k)?,
+        None => {
+            let path = config.key_path();
+            let key = stele_server::keys::load(&path.to_string_lossy())
+                .context("no --key given and no signing key in the data directory")?;
+            summary.notes.push(format!(
+                "checked with the key in {}; pass --key for a check independent of the data directory",
+                path.display()
+            ));
+            key.verifier()
+        }
+    };
+    let store_path = config.store_path();
+    anyhow::ensure!(store_path.exists(), "no store at {}", store_path.display());
+    let store = stele_store::sqlite::SqliteStore::open_read_only(&store_path)
+        .with_context(|| format!("opening {}", store_path.display()))?;
+    let mut problems = report::Problems::default();
+    verify::verify_store(
+        &store,
+        &key,
+        args.tenant.as_deref(),
+        &mut problems,
+        &mut summary,
+    )?;
+    if args.index {
+        verify_index(
+            &config,
+            &store,
+            args.tenant.as_deref(),
+            &mut problems,
+            &mut summary,
+        )?;
+    }
+    Ok(report::print(problems, summary, args.json))
+}
+
+fn verify_index(
+    config: &Config,
+    store: &dyn stele_store::LogStore,
+    tenant: Option<&str>,
+    problems: &mut report::Problems,
+    summary: &mut report::Summary,
+) -> anyhow::Result<()> {
+    let index = stele_index::SearchIndex::open_read_only(&config.index_path())
+        .context("opening the search index")?;
+    for head in store.heads()? {
+        if tenant.is_some_and(|t| t != head.tenant) {
+            continue;
+        }
+        let bar = verify::progress_bar(head.size);
+        bar.set_message(format!("index {}", head.tenant));
+        let audit = index.audit(store, &head.tenant, &mut |n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        for p in &audit.problems {
+            let place = p
+                .seq
+                .map_or_else(|| "index".to_string(), |s| format!("index, seq {s}"));
+            problems.add(&p.tenant, &place, p.detail.clone());
+        }
+        if audit.indexed_through < head.size {
+            summary.notes.push(format!(
+                "log {}: the index covers {} of {} events; the server indexes the rest on start",
+                head.tenant, audit.indexed_through, head.size
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn verify_url(url: &str, args: &VerifyArgs) -> anyhow::Result<bool> {
+    let key = verifier_key(args.key.as_deref().expect("clap requires --key with --url"))?;
+    let monitor = monitor::Monitor::new(url, key.clone(), args.samples.max(1));
+    let mut state = match &args.state {
+        Some(path) => monitor::State::load(path)?,
+        None => monitor::State::default(),
+    };
+    if let Some(name) = &state.key {
+        anyhow::ensure!(
+            name == key.name(),
+            "the state file was kept with key `{name}`, not `{}`",
+            key.name()
+        );
+    }
+    let mut problems = report::Problems::default();
+    let mut summary = report::Summary::default();
+    for tenant in monitor.tenants(args.tenant.as_deref()).await? {
+        let previous = state.logs.get(&tenant).cloned();
+        if let Some(now) = monitor
+            .check_log(&tenant, previous.as_ref(), &mut problems, &mut summary)
+            .await?
+        {
+            state.logs.insert(tenant, now);
+        }
+    }
+    // Logs remembered from earlier runs must not vanish.
+    if args.tenant.is_none() {
+        let listed = monitor.tenants(None).await?;
+        for tenant in state.logs.keys() {
+            if !listed.contains(tenant) {
+                problems.add(tenant, "log", "the server no longer lists this log");
+            }
+        }
+    }
+    let ok = problems.is_empty();
+    if ok && let Some(path) = &args.state {
+        state.key = Some(key.name().to_string());
+        state.save(path)?;
+    }
+    Ok(report::print(problems, summary, args.json))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

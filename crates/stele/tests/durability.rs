@@ -112,6 +112,16 @@ async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
         assert_eq!((status, event["seq"].as_u64()), (200, Some(seq)));
     }
     server.stop();
+
+    // The crashes left a tree, tiles and checkpoints that verify end to end.
+    let out = std::process::Command::new(BIN)
+        .args(["verify", "--index", "--json", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{}", short(&summary));
+    assert_eq!(summary["events"].as_u64(), Some(stored.len() as u64));
 }
 
 const QUERIES: &[&str] = &[

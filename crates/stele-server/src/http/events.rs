@@ -62,7 +62,7 @@ impl ParamReader {
         }
     }
 
-    fn parsed<T>(
+    pub(super) fn parsed<T>(
         &self,
         key: &str,
         parse: impl Fn(&str) -> Result<T, String>,
@@ -220,7 +220,7 @@ async fn search_and_read(
     .map_err(ApiError::internal)?
 }
 
-fn json_response(body: Vec<u8>) -> Response {
+pub(super) fn json_response(body: Vec<u8>) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -312,15 +312,27 @@ pub async fn list(
     Ok(json_response(out))
 }
 
+/// An event with its inclusion proof (`GET /v1/events/{id}?proof=true`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProvenEvent {
+    /// The event exactly as stored; its leaf hash is SHA-256(0x00 ‖ its RFC 8785 bytes).
+    pub event: stele_core::Event,
+    pub proof: super::logs::InclusionProof,
+}
+
 /// Get one event by id
 ///
-/// The event exactly as stored (its canonical bytes), including its `seq`.
+/// The event exactly as stored (its canonical bytes), including its `seq`. With
+/// `proof=true`, the answer is a `ProvenEvent`: the event and its inclusion proof against
+/// the latest signed checkpoint (waiting for the next checkpoint if none covers it yet).
 #[utoipa::path(
     get, path = "/v1/events/{id}", tag = "events",
-    params(("id" = Uuid, Path), ("tenant" = Option<String>, Query)),
+    params(("id" = Uuid, Path), ("tenant" = Option<String>, Query),
+        ("proof" = Option<bool>, Query, description = "Add the inclusion proof")),
     responses(
         (status = 200, body = stele_core::Event),
         (status = 404, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get(
@@ -328,8 +340,15 @@ pub async fn get(
     Path(id): Path<String>,
     Query(raw): Params,
 ) -> Result<Response, ApiError> {
-    let p = ParamReader::new(raw, &["tenant"])?;
+    let p = ParamReader::new(raw, &["tenant", "proof"])?;
     let tenant = p.tenant(&state)?;
+    let proof = p
+        .parsed("proof", |v| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("must be true or false".to_string()),
+        })?
+        .unwrap_or(false);
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::invalid_query(format!("`{id}` is not a UUID")))?;
     let store = state.store.clone();
@@ -339,6 +358,16 @@ pub async fn get(
         .map_err(ApiError::internal)?
         .map_err(ApiError::unavailable)?;
     match found {
+        Some(event) if proof => {
+            let proof = super::logs::inclusion(&state, &tenant, event.seq).await?;
+            let mut out = Vec::with_capacity(event.bytes.len() + 4096);
+            out.extend_from_slice(b"{\"event\":");
+            out.extend_from_slice(&event.bytes);
+            out.extend_from_slice(b",\"proof\":");
+            serde_json::to_writer(&mut out, &proof).expect("writes to a Vec");
+            out.push(b'}');
+            Ok(json_response(out))
+        }
         Some(event) => Ok(json_response(event.bytes)),
         None => Err(ApiError::not_found(format!(
             "no event {id} in log `{tenant}`"

@@ -4,10 +4,12 @@
 mod events;
 mod health;
 mod ingest;
+mod logs;
 pub mod problem;
 
 pub use ingest::{IngestResponse, Receipt};
 
+use crate::checkpoints::Published;
 use crate::config::Config;
 use crate::sequencer::Sequencer;
 use axum::Router;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn LogStore>,
     pub index: Arc<SearchIndex>,
     pub sequencer: Sequencer,
+    /// The latest signed checkpoint of each log.
+    pub checkpoints: Arc<Published>,
     /// Changes after every search index commit.
     pub index_progress: watch::Sender<Progress>,
     pub metrics: PrometheusHandle,
@@ -39,11 +43,13 @@ pub struct AppState {
     info(title = "Stele", description = "A tamper-evident audit log: ingest, query and trace audit events."),
     paths(
         ingest::ingest, events::list, events::get, events::trace,
+        logs::list, logs::checkpoint, logs::checkpoints, logs::consistency, logs::tile,
         health::live, health::ready, health::metrics,
     ),
-    components(schemas(problem::Problem, problem::EventError)),
+    components(schemas(problem::Problem, problem::EventError, events::ProvenEvent)),
     tags(
         (name = "events", description = "Ingest and read audit events"),
+        (name = "verification", description = "Checkpoints, tiles and proofs of the verifiable log"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -54,6 +60,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events", post(ingest::ingest).get(events::list))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/traces/{correlation_id}", get(events::trace))
+        .route("/v1/logs", get(logs::list))
+        .route("/v1/logs/{tenant}/checkpoint", get(logs::checkpoint))
+        .route("/v1/logs/{tenant}/checkpoints", get(logs::checkpoints))
+        .route(
+            "/v1/logs/{tenant}/proof/consistency",
+            get(logs::consistency),
+        )
+        .route("/v1/logs/{tenant}/tile/{*path}", get(logs::tile))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

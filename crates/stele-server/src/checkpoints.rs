@@ -1,0 +1,205 @@
+//! Checkpoints: the writer thread signs each grown log's tree head as a C2SP checkpoint,
+//! at most once per interval, and stores it; the HTTP layer serves the latest ones.
+//!
+//! Invariant: a checkpoint is published only after it is stored, and only for a tree size
+//! whose events and tiles are committed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use stele_core::Timestamp;
+use stele_core::merkle::NodeHash;
+use stele_core::note::{Checkpoint, Note, SignerKey};
+use stele_store::{LogWriter, StoredCheckpoint};
+use tokio::sync::watch;
+
+/// A signed checkpoint of one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub size: u64,
+    pub root: NodeHash,
+    pub signed_at: Timestamp,
+    /// The signed note, as served.
+    pub note: String,
+}
+
+impl Signed {
+    /// Reads back a stored checkpoint (its signature was checked when it was made).
+    pub fn from_stored(stored: &StoredCheckpoint) -> Result<Signed, String> {
+        let note = Note::parse(&stored.note).map_err(|e| e.to_string())?;
+        let checkpoint = Checkpoint::parse(&note.text).map_err(|e| e.to_string())?;
+        Ok(Signed {
+            size: checkpoint.size,
+            root: checkpoint.root,
+            signed_at: stored.signed_at,
+            note: stored.note.clone(),
+        })
+    }
+}
+
+/// The latest checkpoint of every log, shared with request handlers.
+pub struct Published {
+    latest: RwLock<HashMap<String, Arc<Signed>>>,
+    /// Bumped after every publication, so waiters can wake.
+    generation: watch::Sender<u64>,
+}
+
+impl Published {
+    pub fn new(initial: HashMap<String, Signed>) -> Published {
+        Published {
+            latest: RwLock::new(initial.into_iter().map(|(t, s)| (t, Arc::new(s))).collect()),
+            generation: watch::channel(0).0,
+        }
+    }
+
+    pub fn latest(&self, tenant: &str) -> Option<Arc<Signed>> {
+        self.latest
+            .read()
+            .expect("checkpoints poisoned")
+            .get(tenant)
+            .cloned()
+    }
+
+    /// The latest checkpoint of `tenant` once it covers `min_size` leaves, waiting up to
+    /// `timeout` for the writer to sign one.
+    pub async fn wait_for(
+        &self,
+        tenant: &str,
+        min_size: u64,
+        timeout: Duration,
+    ) -> Option<Arc<Signed>> {
+        let mut changes = self.generation.subscribe();
+        let covers = |s: &Option<Arc<Signed>>| s.as_ref().is_some_and(|s| s.size >= min_size);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.latest(tenant);
+            if covers(&now) {
+                return now;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    fn publish(&self, signed: Vec<(String, Signed)>) {
+        let mut latest = self.latest.write().expect("checkpoints poisoned");
+        for (tenant, s) in signed {
+            latest.insert(tenant, Arc::new(s));
+        }
+        drop(latest);
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// Runs on the writer thread: remembers which logs grew and signs them when due.
+pub struct Checkpointer {
+    key: SignerKey,
+    origin: String,
+    interval: Duration,
+    /// Logs grown since their last checkpoint.
+    dirty: BTreeSet<String>,
+    last: Option<Instant>,
+    published: Arc<Published>,
+}
+
+impl Checkpointer {
+    /// `dirty` are the logs that already grew past their latest checkpoint (a crash before
+    /// it was signed): they are signed as soon as the writer starts.
+    pub fn new(
+        key: SignerKey,
+        origin: String,
+        interval: Duration,
+        published: Arc<Published>,
+        dirty: BTreeSet<String>,
+    ) -> Checkpointer {
+        Checkpointer {
+            key,
+            origin,
+            interval,
+            dirty,
+            last: None,
+            published,
+        }
+    }
+
+    pub fn grew(&mut self, tenant: &str) {
+        if !self.dirty.contains(tenant) {
+            self.dirty.insert(tenant.to_string());
+        }
+    }
+
+    /// When the next checkpoint is due; `None` while no log grew.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        Some(
+            self.last
+                .map_or_else(Instant::now, |last| last + self.interval),
+        )
+    }
+
+    pub fn is_due(&self) -> bool {
+        self.deadline().is_some_and(|at| at <= Instant::now())
+    }
+
+    /// Signs and stores a checkpoint for every grown log, in one transaction, then
+    /// publishes them. On failure the logs stay dirty and are retried an interval later.
+    pub fn sign(&mut self, writer: &mut dyn LogWriter) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let signed_at = Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+            .expect("the clock is in range");
+        let mut stored = Vec::with_capacity(self.dirty.len());
+        let mut signed = Vec::with_capacity(self.dirty.len());
+        for tenant in &self.dirty {
+            let Some(head) = writer.tree_head(tenant) else {
+                continue;
+            };
+            let body = Checkpoint {
+                origin: format!("{}/{tenant}", self.origin),
+                size: head.size,
+                root: head.root,
+                extensions: Vec::new(),
+            };
+            let note = match self.key.sign(&body.to_text()) {
+                Ok(note) => note,
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "cannot sign a checkpoint");
+                    return;
+                }
+            };
+            stored.push(StoredCheckpoint {
+                tenant: tenant.clone(),
+                size: head.size,
+                signed_at,
+                note: note.clone(),
+            });
+            signed.push((
+                tenant.clone(),
+                Signed {
+                    size: head.size,
+                    root: head.root,
+                    signed_at,
+                    note,
+                },
+            ));
+        }
+        match writer.add_checkpoints(&stored) {
+            Ok(()) => {
+                metrics::counter!("stele_checkpoints_signed_total").increment(signed.len() as u64);
+                tracing::debug!(logs = signed.len(), "checkpoints signed");
+                self.dirty.clear();
+                self.published.publish(signed);
+            }
+            Err(e) => {
+                metrics::counter!("stele_checkpoint_failures_total").increment(1);
+                tracing::error!(error = %e, "storing checkpoints failed; retrying later");
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! `stele verify --url`: a monitor. It reads a server the way any tlog client would
+//! (checkpoint, tiles, entry bundles, consistency proofs), checks everything against the
+//! verifier key, and remembers the last good checkpoint of each log in a state file, so
+//! that a rewritten, forked or truncated history is caught on the next run.
+
+use crate::report::{Problems, Summary};
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use stele_core::merkle::{NodeHash, verify_consistency, verify_inclusion};
+use stele_core::note::{Checkpoint, VerifierKey, verify_checkpoint};
+use stele_core::tiles::{Tile, TileId, TileReader};
+use stele_core::{Event, leaf_hash};
+
+/// A log's last verified checkpoint, as remembered between runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Remembered {
+    pub size: u64,
+    /// Base64 root hash.
+    pub root: String,
+    pub note: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Key name of the verifier the state was built with.
+    pub key: Option<String>,
+    pub logs: BTreeMap<String, Remembered>,
+}
+
+impl State {
+    pub fn load(path: &Path) -> anyhow::Result<State> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("the state file {} is unreadable", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Replaces the file atomically, so a crash never leaves half a state.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+pub struct Monitor {
+    http: reqwest::Client,
+    base: String,
+    key: VerifierKey,
+    samples: usize,
+}
+
+#[derive(Deserialize)]
+struct LogList {
+    logs: Vec<LogInfo>,
+}
+
+#[derive(Deserialize)]
+struct LogInfo {
+    tenant: String,
+}
+
+#[derive(Deserialize)]
+struct ConsistencyAnswer {
+    consistency: Vec<String>,
+}
+
+impl Monitor {
+    pub fn new(url: &str, key: VerifierKey, samples: usize) -> Monitor {
+        Monitor {
+            http: reqwest::Client::new(),
+            base: url.trim_end_matches('/').to_string(),
+            key,
+            samples,
+        }
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Option<reqwest::Response>> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            bail!("GET {url}: {}", response.status());
+        }
+        Ok(Some(response))
+    }
+
+    async fn bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.get(path).await? {
+            Some(r) => Ok(Some(r.bytes().await?.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// The logs to check: `only`, or every log the server lists.
+    pub async fn tenants(&self, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+        if let Some(t) = only {
+            return Ok(vec![t.to_string()]);
+        }
+        let list: LogList = self
+            .get("/v1/logs")
+            .await?
+            .context("the server has no /v1/logs")?
+            .json()
+            .await?;
+        Ok(list.logs.into_iter().map(|l| l.tenant).collect())
+    }
+
+    /// Checks one log; on success returns its checkpoint to remember.
+    pub async fn check_log(
+        &self,
+        tenant: &str,
+        previous: Option<&Remembered>,
+        problems: &mut Problems,
+        summary: &mut Summary,
+    ) -> anyhow::Result<Option<Remembered>> {
+        let before = problems.len();
+        let Some(note) = self.bytes(&format!("/v1/logs/{tenant}/checkpoint")).await? else {
+            problems.add(
+                tenant,
+                "checkpoint",
+                "the server has no checkpoint for this log",
+            );
+            return Ok(None);
+        };
+        let note = String::from_utf8(note).unwrap_or_default();
+        summary.checkpoints += 1;
+        let checkpoint = match verify_checkpoint(&note, &self.key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                problems.add(
+                    tenant,
+                    "checkpoint",
+                    format!("not signed by {}: {e}", self.key.name()),
+                );
+                return Ok(None);
+            }
+        };
+        if !checkpoint.origin.ends_with(&format!("/{tenant}")) {
+            problems.add(
+                tenant,
+                "checkpoint",
+                format!("origin `{}` is not this log's", checkpoint.origin),
+            );
+            return Ok(None);
+        }
+        if let Some(previous) = previous {
+            self.check_consistency(tenant, previous, &checkpoint, problems)
+                .await?;
+        }
+        self.spot_check(tenant, &checkpoint, problems, summary)
+            .await?;
+        summary.logs += 1;
+        summary.events += checkpoint.size;
+        if problems.len() > before {
+            return Ok(None);
+        }
+        Ok(Some(Remembered {
+            size: checkpoint.size,
+            root: B64.encode(checkpoint.root.0),
+            note,
+        }))
+    }
+
+    async fn check_consistency(
+        &self,
+        tenant: &str,
+        previous: &Remembered,
+        now: &Checkpoint,
+        problems: &mut Problems,
+    ) -> anyhow::Result<()> {
+        let place = format!("checkpoint {} → {}", previous.size, now.size);
+        let Some(old_root) = decode_hash(&previous.root) else {
+            bail!("the state file holds a malformed root for log {tenant}");
+        };
+        if now.size < previous.size {
+            problems.add(
+                tenant,
+                &place,
+                format!(
+                    "the log shrank from {} to {} events: history was truncated or rewritten",
+                    previous.size, now.size
+                ),
+            );
+            return Ok(());
+        }
+        let proof = if now.size == previous.size || previous.size == 0 {
+            Vec::new()
+        } else {
+            let path = format!(
+                "/v1/logs/{tenant}/proof/consistency?from={}&to={}",
+                previous.size, now.size
+            );
+            let Some(answer) = self.get(&path).await? else {
+                problems.add(tenant, &place, "the server gives no consistency proof");
+                return Ok(());
+            };
+            let answer: ConsistencyAnswer = answer.json().await?;
+            match answer.consistency.iter().map(|h| decode_hash(h)).collect() {
+                Some(p) => p,
+                None => {
+                    problems.add(tenant, &place, "the consistency proof is malformed");
+                    return Ok(());
+                }
+            }
+        };
+        if !verify_consistency(previous.size, now.size, old_root, now.root, &proof) {
+            problems.add(
+                tenant,
+                &place,
+                "the new checkpoint does not extend the remembered one: history was rewritten or forked",
+            );
+        }
+        Ok(())
+    }
+
+    /// Recomputes the leaf hashes of a sample of entries and checks their inclusion in the
+    /// checkpoint through proofs built from the served tiles.
+    async fn spot_check(
+        &self,
+        tenant: &str,
+        checkpoint: &Checkpoint,
+        problems: &mut Problems,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let size = checkpoint.size;
+        if size == 0 {
+            return Ok(());
+        }
+        let indices = sample(size, self.samples)?;
+        // Fetch every tile the proofs need first; TileReader itself is synchronous.
+        let mut tiles: HashMap<TileId, Tile> = HashMap::new();
+        let mut wanted = Vec::new();
+        {
+            let mut reader = TileReader::new(size, |id: TileId| {
+                wanted.push(id);
+                Ok::<_, ()>(Tile {
+                    level: id.level,
+                    index: id.index,
+                    hashes: vec![0; 32 * usize::from(id.width)],
+                })
+            });
+            for &i in &indices {
+                let _ = reader.inclusion_proof(i);
+            }
+        }
+        for id in wanted {
+            match self
+                .bytes(&format!("/v1/logs/{tenant}/{}", id.path()))
+                .await?
+            {
+                Some(hashes) if hashes.len() == 32 * usize::from(id.width) => {
+                    tiles.insert(
+                        id,
+                        Tile {
+                            level: id.level,
+                            index: id.index,
+                            hashes,
+                        },
+                    );
+                }
+                Some(_) => problems.add(tenant, &id.path(), "the served tile has the wrong length"),
+                None => problems.add(tenant, &id.path(), "the server does not serve this tile"),
+            }
+        }
+        summary.tiles += tiles.len() as u64;
+        let mut reader = TileReader::new(size, |id: TileId| tiles.get(&id).cloned().ok_or(()));
+        let mut bundles: HashMap<TileId, Option<Vec<Vec<u8>>>> = HashMap::new();
+        for index in indices {
+            let place = format!("seq {index}");
+            let Some(id) = TileId::in_tree(size, 0, index / 256) else {
+                continue;
+            };
+            if !bundles.contains_key(&id) {
+                let bundle = self
+                    .bytes(&format!("/v1/logs/{tenant}/{}", id.entries_path()))
+                    .await?;
+                bundles.insert(id, bundle.and_then(|b| split_bundle(&b)));
+            }
+            let Some(Some(entries)) = bundles.get(&id) else {
+                problems.add(
+                    tenant,
+                    &id.entries_path(),
+                    "missing or malformed entry bundle",
+                );
+                continue;
+            };
+            let Some(entry) = entries.get((index % 256) as usize) else {
+                problems.add(tenant, &id.entries_path(), "the bundle is short");
+                continue;
+            };
+            match Event::from_stored(entry) {
+                Ok(e) if e.seq == Some(index) && e.tenant.as_deref() == Some(tenant) => {}
+                Ok(e) => problems.add(
+                    tenant,
+                    &place,
+                    format!("the entry says seq {:?} of log {:?}", e.seq, e.tenant),
+                ),
+                Err(e) => problems.add(tenant, &place, format!("unreadable entry: {e}")),
+            }
+            let Ok(path) = reader.inclusion_proof(index) else {
+                continue; // a missing tile is already reported
+            };
+            summary.proofs += 1;
+            let leaf: NodeHash = leaf_hash(entry).into();
+            if !verify_inclusion(leaf, index, size, &path, checkpoint.root) {
+                problems.add(
+                    tenant,
+                    &place,
+                    "the entry is not included in the signed tree (inclusion proof fails)",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_hash(text: &str) -> Option<NodeHash> {
+    let bytes = B64.decode(text).ok()?;
+    Some(NodeHash(bytes.try_into().ok()?))
+}
+
+/// Splits a C2SP entry bundle: each entry behind a big-endian uint16 length.
+pub fn split_bundle(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = usize::from(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]));
+        let entry = bytes.get(2..2 + len)?;
+        out.push(entry.to_vec());
+        bytes = &bytes[2 + len..];
+    }
+    Some(out)
+}
+
+/// Up to `n` distinct leaf indices below `size`: the first, the last, and random ones.
+fn sample(size: u64, n: usize) -> anyhow::Result<Vec<u64>> {
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).context("reading the system random source")?;
+    let mut x = u64::from_le_bytes(seed) | 1;
+    let mut picked = std::collections::BTreeSet::from([0, size - 1]);
+    let n = n.min(usize::try_from(size).unwrap_or(usize::MAX)).max(1);
+    while picked.len() < n {
+        // xorshift64: sampling needs spread, not secrecy.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        picked.insert(x % size);
+    }
+    Ok(picked.into_iter().collect())
+}

@@ -1,0 +1,385 @@
+//! `stele verify --data`: checks a store offline, trusting nothing in it but what the
+//! verifier key proves. Every leaf hash is recomputed from the stored bytes, every tree
+//! hash from the leaves, and every stored checkpoint must be signed by the key and name
+//! the recomputed root at its size.
+
+use crate::report::{Problems, Summary};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use stele_core::merkle::{EMPTY_ROOT, NodeHash};
+use stele_core::note::{VerifierKey, verify_checkpoint};
+use stele_core::tiles::{Tile, TileBuilder, TileId};
+use stele_core::{Event, leaf_hash};
+use stele_store::{LogStore, StoredCheckpoint};
+
+/// Events read per store call.
+const READ_BATCH: usize = 10_000;
+/// Tile rows read per store call.
+const TILE_BATCH: usize = 1_000;
+
+/// Checks every log of `store` (or only `tenant`), recording each discrepancy.
+pub fn verify_store(
+    store: &dyn LogStore,
+    key: &VerifierKey,
+    tenant: Option<&str>,
+    problems: &mut Problems,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let heads = store.heads().context("reading the logs")?;
+    let heads: Vec<_> = heads
+        .into_iter()
+        .filter(|h| tenant.is_none_or(|t| t == h.tenant))
+        .collect();
+    if let Some(t) = tenant
+        && heads.is_empty()
+    {
+        problems.add(t, "log", "no such log in the store");
+    }
+    let total = heads.iter().map(|h| h.size).sum();
+    let bar = progress_bar(total);
+    for head in &heads {
+        verify_log(store, key, &head.tenant, head.size, problems, summary, &bar)?;
+        summary.logs += 1;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+pub fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A stored checkpoint whose signature checked out.
+struct Signed {
+    size: u64,
+    root: NodeHash,
+    place: String,
+}
+
+fn verify_log(
+    store: &dyn LogStore,
+    key: &VerifierKey,
+    tenant: &str,
+    recorded_size: u64,
+    problems: &mut Problems,
+    summary: &mut Summary,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    bar.set_message(tenant.to_string());
+    let checkpoints = signed_checkpoints(store, key, tenant, problems, summary)?;
+    let mut pending = checkpoints.iter().peekable();
+    let mut tree = TileBuilder::new();
+    let mut tiles = TileCheck::new(store, tenant);
+    let check_roots = |tree: &TileBuilder,
+                       pending: &mut std::iter::Peekable<std::slice::Iter<'_, Signed>>,
+                       problems: &mut Problems| {
+        while let Some(cp) = pending.next_if(|cp| cp.size == tree.size()) {
+            let root = tree.root();
+            if cp.root != root {
+                problems.add(
+                    tenant,
+                    &cp.place,
+                    format!(
+                        "signed root {} but the events give {}",
+                        hex(&cp.root.0),
+                        hex(&root.0)
+                    ),
+                );
+            }
+        }
+    };
+    check_roots(&tree, &mut pending, problems);
+
+    let mut next: u64 = 0;
+    loop {
+        let events = store
+            .read_range(tenant, next, READ_BATCH)
+            .with_context(|| format!("reading log {tenant}"))?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        next = last.seq + 1;
+        for stored in &events {
+            let position = tree.size();
+            let place = format!("seq {}", stored.seq);
+            if stored.seq != position {
+                problems.add(
+                    tenant,
+                    &format!("seq {position}"),
+                    format!("missing: the next stored event is seq {}", stored.seq),
+                );
+            }
+            match Event::from_stored(&stored.bytes) {
+                Ok(event) => {
+                    if event.seq != Some(stored.seq) {
+                        problems.add(
+                            tenant,
+                            &place,
+                            format!("the event's bytes say seq {:?}", event.seq),
+                        );
+                    }
+                    if event.tenant.as_deref() != Some(tenant) {
+                        problems.add(
+                            tenant,
+                            &place,
+                            format!("the event's bytes say tenant {:?}", event.tenant),
+                        );
+                    }
+                }
+                Err(e) => problems.add(tenant, &place, format!("unreadable event: {e}")),
+            }
+            let leaf = leaf_hash(&stored.bytes);
+            if leaf != stored.leaf_hash {
+                problems.add(
+                    tenant,
+                    &place,
+                    format!(
+                        "stored leaf hash {} but the bytes hash to {}",
+                        hex(&stored.leaf_hash.0),
+                        hex(&leaf.0)
+                    ),
+                );
+            }
+            tree.push(leaf.into());
+            check_roots(&tree, &mut pending, problems);
+        }
+        for tile in tree.take_writes() {
+            tiles.expect(tile, problems)?;
+        }
+        summary.events += events.len() as u64;
+        bar.inc(events.len() as u64);
+    }
+    let size = tree.size();
+    if size != recorded_size {
+        problems.add(
+            tenant,
+            "log",
+            format!("the log records {recorded_size} events but {size} are stored"),
+        );
+    }
+    for cp in pending {
+        problems.add(
+            tenant,
+            &cp.place,
+            format!("signed for {} events but the log holds {size}", cp.size),
+        );
+    }
+    summary.tiles += tiles.finish(size, problems)?;
+    Ok(())
+}
+
+/// Every stored checkpoint of `tenant` whose signature verifies, sorted by size; the
+/// others are problems.
+fn signed_checkpoints(
+    store: &dyn LogStore,
+    key: &VerifierKey,
+    tenant: &str,
+    problems: &mut Problems,
+    summary: &mut Summary,
+) -> anyhow::Result<Vec<Signed>> {
+    let mut all: Vec<StoredCheckpoint> = Vec::new();
+    loop {
+        // Sizes may repeat, so page by position rather than by size.
+        let after = all.last().map_or(0, |c| c.size);
+        let page = store.checkpoints(tenant, after, 1_000)?;
+        let before = all.len();
+        for cp in page {
+            if !all.contains(&cp) {
+                all.push(cp);
+            }
+        }
+        if all.len() == before {
+            break;
+        }
+    }
+    // A size-0 checkpoint is never issued; one stored would be forged, but check it too.
+    let mut signed = Vec::with_capacity(all.len());
+    for (i, stored) in all.iter().enumerate() {
+        summary.checkpoints += 1;
+        let place = format!("checkpoint #{} (size {})", i + 1, stored.size);
+        match verify_checkpoint(&stored.note, key) {
+            Err(e) => problems.add(tenant, &place, format!("not signed by {}: {e}", key.name())),
+            Ok(cp) => {
+                if !cp.origin.ends_with(&format!("/{tenant}")) {
+                    problems.add(
+                        tenant,
+                        &place,
+                        format!("origin `{}` is not this log's", cp.origin),
+                    );
+                } else if cp.size != stored.size {
+                    problems.add(
+                        tenant,
+                        &place,
+                        format!(
+                            "the note is for size {}, stored as {}",
+                            cp.size, stored.size
+                        ),
+                    );
+                } else if cp.size == 0 && cp.root != EMPTY_ROOT {
+                    problems.add(tenant, &place, "an empty tree with a non-empty root");
+                } else {
+                    signed.push(Signed {
+                        size: cp.size,
+                        root: cp.root,
+                        place,
+                    });
+                }
+            }
+        }
+    }
+    signed.sort_by_key(|s| s.size);
+    Ok(signed)
+}
+
+/// Compares the stored tile rows with the tiles recomputed from the events. Level-0 rows
+/// are compared as the events stream by; the few higher tiles are kept until the end.
+struct TileCheck<'a> {
+    store: &'a dyn LogStore,
+    tenant: &'a str,
+    /// Stored rows read but not yet compared, in (level, index, width) order.
+    rows: std::collections::VecDeque<Tile>,
+    after: Option<TileId>,
+    exhausted: bool,
+    /// Recomputed full level-0 tiles are checked at once; everything else waits here.
+    upper: BTreeMap<(u8, u64), Tile>,
+    checked: u64,
+}
+
+impl<'a> TileCheck<'a> {
+    fn new(store: &'a dyn LogStore, tenant: &'a str) -> Self {
+        TileCheck {
+            store,
+            tenant,
+            rows: Default::default(),
+            after: None,
+            exhausted: false,
+            upper: BTreeMap::new(),
+            checked: 0,
+        }
+    }
+
+    /// The next stored row, if any.
+    fn peek(&mut self) -> anyhow::Result<Option<&Tile>> {
+        if self.rows.is_empty() && !self.exhausted {
+            let page = self.store.scan_tiles(self.tenant, self.after, TILE_BATCH)?;
+            self.exhausted = page.len() < TILE_BATCH;
+            self.after = page.last().map(Tile::id);
+            self.rows.extend(page);
+        }
+        Ok(self.rows.front())
+    }
+
+    /// A recomputed tile, as the builder emits it.
+    fn expect(&mut self, tile: Tile, problems: &mut Problems) -> anyhow::Result<()> {
+        if tile.level == 0 && tile.is_full() {
+            self.upper.remove(&(0, tile.index));
+            self.compare_level_zero(&tile, problems)?;
+        } else {
+            // A wider version of a tile replaces the narrower one.
+            self.upper.insert((tile.level, tile.index), tile);
+        }
+        Ok(())
+    }
+
+    /// Checks the stored rows of full level-0 tile `tile` (they come next in key order).
+    fn compare_level_zero(&mut self, tile: &Tile, problems: &mut Problems) -> anyhow::Result<()> {
+        let mut found_full = false;
+        while let Some(row) = self.peek()? {
+            if (row.level, row.index) > (tile.level, tile.index) {
+                break;
+            }
+            let row = self.rows.pop_front().expect("peeked");
+            if (row.level, row.index) == (tile.level, tile.index) {
+                found_full |= row.is_full();
+                self.compare(&row, tile, problems);
+            } else {
+                problems.add(
+                    self.tenant,
+                    &row.id().path(),
+                    "a tile row no event accounts for",
+                );
+            }
+        }
+        if !found_full {
+            problems.add(self.tenant, &tile.id().path(), "missing from the store");
+        }
+        Ok(())
+    }
+
+    fn compare(&mut self, row: &Tile, expected: &Tile, problems: &mut Problems) {
+        self.checked += 1;
+        let place = row.id().path();
+        if row.width() > expected.width() {
+            problems.add(
+                self.tenant,
+                &place,
+                format!(
+                    "{} hashes stored but the tree has {} there",
+                    row.width(),
+                    expected.width()
+                ),
+            );
+            return;
+        }
+        if let Some(i) = (0..usize::from(row.width())).find(|&i| row.hash(i) != expected.hash(i)) {
+            problems.add(
+                self.tenant,
+                &place,
+                format!(
+                    "hash {i} is {} but the events give {}",
+                    hex(&row.hash(i).0),
+                    hex(&expected.hash(i).0)
+                ),
+            );
+        }
+    }
+
+    /// Checks the remaining rows against the remaining recomputed tiles (the partial
+    /// level-0 tile and every higher one), both in key order. Each recomputed tile needs a
+    /// row of exactly its width; a row with no recomputed tile lies beyond the tree.
+    /// Returns how many tile rows were compared in all.
+    fn finish(mut self, size: u64, problems: &mut Problems) -> anyhow::Result<u64> {
+        let expected: Vec<Tile> = std::mem::take(&mut self.upper).into_values().collect();
+        let mut present = vec![false; expected.len()];
+        let mut i = 0;
+        while let Some(row) = self.peek()?.cloned() {
+            self.rows.pop_front();
+            let key = (row.level, row.index);
+            while i < expected.len() && (expected[i].level, expected[i].index) < key {
+                i += 1;
+            }
+            match expected.get(i) {
+                Some(t) if (t.level, t.index) == key => {
+                    present[i] |= row.width() == t.width();
+                    self.compare(&row, t, problems);
+                }
+                _ => problems.add(
+                    self.tenant,
+                    &row.id().path(),
+                    format!("a tile row beyond the tree of {size} events"),
+                ),
+            }
+        }
+        for (tile, present) in expected.iter().zip(present) {
+            if !present {
+                problems.add(self.tenant, &tile.id().path(), "missing from the store");
+            }
+        }
+        Ok(self.checked)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
