@@ -567,6 +567,34 @@ mod tests {
         assert_eq!(builder.root(), merkle::root(&all));
     }
 
+    /// A proof reads a few tiles per tile level (the path's own and the right edge's),
+    /// never a number that grows with the tree: 65,536 times more leaves add one level.
+    #[test]
+    fn a_proof_reads_a_few_tiles_per_level() {
+        let all = leaves(65_536 + 4_321);
+        let mut tiles = HashMap::new();
+        store(&mut tiles, build_tiles(&all));
+        let size = all.len() as u64;
+        for index in [0, 1, 300, 65_535, 65_536, size - 1] {
+            let mut reader = TileReader::new(size, read_from(&tiles));
+            reader.inclusion_proof(index).unwrap();
+            assert!(
+                reader.tiles_read() <= 5,
+                "{} tiles for {index}",
+                reader.tiles_read()
+            );
+        }
+        for from in [1, 257, 65_536, 65_537, size - 1] {
+            let mut reader = TileReader::new(size, read_from(&tiles));
+            reader.consistency_proof(from).unwrap();
+            assert!(
+                reader.tiles_read() <= 6,
+                "{} tiles from {from}",
+                reader.tiles_read()
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn incremental_tiles_equal_a_rebuild(

@@ -9,8 +9,12 @@
 
 use serde_json::{Value, json};
 use std::any::Any;
+use stele_core::merkle::{self, NodeHash};
+use stele_core::tiles::{TileId, build_tiles};
 use stele_core::{Event, IngestDefaults, Limits, Timestamp, leaf_hash, prepare};
-use stele_store::{Appended, LogHead, LogStore, NewEvent, StoredEvent};
+use stele_store::{
+    Appended, LogHead, LogStore, NewEvent, StoredCheckpoint, StoredEvent, tile_reader,
+};
 use uuid::Uuid;
 
 /// A fresh, empty place to keep a store.
@@ -69,6 +73,47 @@ fn sorted_heads(store: &dyn LogStore) -> Vec<LogHead> {
 
 fn seqs(events: &[StoredEvent]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
+}
+
+/// The leaf hashes of `tenant`'s log, read back from the store.
+fn leaves(store: &dyn LogStore, tenant: &str) -> Vec<NodeHash> {
+    let events = store.read_range(tenant, 0, usize::MAX).expect("read_range");
+    events.iter().map(|e| e.leaf_hash.into()).collect()
+}
+
+/// Checks every stored tile of `tenant` against a from-scratch rebuild from its leaves:
+/// the tiles of the current size are there at their exact width, and no row is left over.
+fn assert_tiles_match(store: &dyn LogStore, tenant: &str) {
+    let leaves = leaves(store, tenant);
+    let expected = build_tiles(&leaves);
+    let mut rows = store
+        .scan_tiles(tenant, None, usize::MAX)
+        .expect("scan_tiles");
+    rows.sort_by_key(|t| t.id());
+    let mut want = expected.clone();
+    want.sort_by_key(|t| t.id());
+    assert_eq!(
+        rows.iter().map(|t| t.id()).collect::<Vec<_>>(),
+        want.iter().map(|t| t.id()).collect::<Vec<_>>(),
+        "the stored tile rows of {tenant} at size {}",
+        leaves.len()
+    );
+    assert!(
+        rows == want,
+        "tile contents of {tenant} differ from a rebuild"
+    );
+    // Paging through the rows gives the same.
+    let mut paged = Vec::new();
+    let mut after: Option<TileId> = None;
+    loop {
+        let page = store.scan_tiles(tenant, after, 2).expect("scan_tiles");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|t| t.id());
+        paged.extend(page);
+    }
+    assert!(paged == rows, "paging differs");
 }
 
 /// Checks that `stored` is the sealed form of `sent` at the position `appended` reports.
@@ -555,11 +600,20 @@ pub mod suite {
                 .is_none()
         );
 
+        // Nor did its tree: the head and the tiles are those of the one event.
+        let head = writer.tree_head("acme").expect("head");
+        assert_eq!(head.size, 1);
+        assert_eq!(head.root, merkle::root(&leaves(&*store, "acme")));
+        assert_eq!(writer.tree_head("globex"), None);
+        assert_tiles_match(&*store, "acme");
+
         // The writer is still usable and the seqs stay dense.
         let out = writer.append(&batch[..2], now).expect("append");
         assert_eq!(out.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 0]);
         assert_eq!(size_of(&*store, "acme"), 2);
         assert_eq!(size_of(&*store, "globex"), 1);
+        assert_tiles_match(&*store, "acme");
+        assert_tiles_match(&*store, "globex");
     }
 
     pub fn heads_report_sizes(backend: Backend) {
@@ -615,6 +669,157 @@ pub mod suite {
         assert_eq!(out.expect("append")[0].seq, 1);
     }
 
+    pub fn tiles_describe_the_tree_after_every_batch(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        assert_eq!(writer.tree_head("acme"), None);
+        for (tenant, n) in [
+            ("acme", 3usize),
+            ("acme", 250),
+            ("globex", 1),
+            ("acme", 3),
+            ("acme", 300),
+            ("globex", 256),
+            ("acme", 1),
+        ] {
+            let batch: Vec<NewEvent> = (0..n).map(|_| server_event(tenant, "doc.read")).collect();
+            writer.append(&batch, now).expect("append");
+            let leaves = leaves(&*store, tenant);
+            let head = writer.tree_head(tenant).expect("a head after appending");
+            assert_eq!(head.size, leaves.len() as u64);
+            assert_eq!(head.root, merkle::root(&leaves));
+            assert_tiles_match(&*store, tenant);
+            let mut reader = tile_reader(&*store, tenant, head.size);
+            assert_eq!(reader.root().expect("root from tiles"), head.root);
+        }
+        // A new writer resumes the same tree from the stored tiles.
+        let heads = ["acme", "globex"].map(|t| writer.tree_head(t));
+        drop(writer);
+        drop(store);
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        assert_eq!(["acme", "globex"].map(|t| writer.tree_head(t)), heads);
+        writer
+            .append(&[server_event("acme", "doc.read")], now)
+            .expect("append");
+        assert_tiles_match(&*store, "acme");
+        // Tiles of an unknown log or beyond the tree are absent, not errors.
+        let id = TileId {
+            level: 0,
+            index: 0,
+            width: 1,
+        };
+        assert_eq!(store.read_tile("initech", id).expect("read_tile"), None);
+        let far = TileId {
+            level: 0,
+            index: 9,
+            width: 256,
+        };
+        assert_eq!(store.read_tile("acme", far).expect("read_tile"), None);
+    }
+
+    pub fn proofs_for_any_earlier_size_come_from_stored_tiles(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        for n in [1usize, 255, 2, 300, 70] {
+            let batch: Vec<NewEvent> = (0..n).map(|_| server_event("acme", "doc.read")).collect();
+            writer.append(&batch, now).expect("append");
+        }
+        let all = leaves(&*store, "acme");
+        for size in [1u64, 2, 255, 256, 257, 258, 511, 512, 600, 628] {
+            let part = &all[..size as usize];
+            let mut reader = tile_reader(&*store, "acme", size);
+            assert_eq!(
+                reader.root().expect("root"),
+                merkle::root(part),
+                "size {size}"
+            );
+            for index in [0, size / 2, size - 1] {
+                assert_eq!(
+                    reader.inclusion_proof(index).expect("inclusion"),
+                    merkle::inclusion_proof(part, index),
+                    "PATH({index}, {size})"
+                );
+            }
+            for from in [0, 1, size / 3, size] {
+                assert_eq!(
+                    reader.consistency_proof(from).expect("consistency"),
+                    merkle::consistency_proof(part, from),
+                    "PROOF({from}, {size})"
+                );
+            }
+        }
+    }
+
+    pub fn checkpoints_are_kept_in_order(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        assert!(store.latest_checkpoints().expect("latest").is_empty());
+        let checkpoint = |tenant: &str, size: u64, second: i64| StoredCheckpoint {
+            tenant: tenant.to_string(),
+            size,
+            signed_at: Timestamp::from_micros(second * 1_000_000).expect("time"),
+            note: format!("example.org/{tenant}\n{size}\nroot\n\n— sig\n"),
+        };
+        for n in [3usize, 4, 5] {
+            let batch: Vec<NewEvent> = (0..n).map(|_| server_event("acme", "doc.read")).collect();
+            writer.append(&batch, now).expect("append");
+            let size = writer.tree_head("acme").expect("head").size;
+            writer
+                .add_checkpoints(&[checkpoint("acme", size, size as i64)])
+                .expect("add_checkpoints");
+        }
+        writer
+            .append(&[server_event("globex", "doc.read")], now)
+            .expect("append");
+        writer
+            .add_checkpoints(&[checkpoint("globex", 1, 100)])
+            .expect("add_checkpoints");
+
+        let all = store.checkpoints("acme", 0, 100).expect("checkpoints");
+        assert_eq!(
+            all.iter().map(|c| c.size).collect::<Vec<_>>(),
+            vec![3, 7, 12]
+        );
+        assert_eq!(all[1], checkpoint("acme", 7, 7));
+        let later = store.checkpoints("acme", 3, 1).expect("checkpoints");
+        assert_eq!(later, vec![checkpoint("acme", 7, 7)]);
+        assert!(
+            store
+                .checkpoints("acme", 12, 10)
+                .expect("checkpoints")
+                .is_empty()
+        );
+        assert!(
+            store
+                .checkpoints("initech", 0, 10)
+                .expect("checkpoints")
+                .is_empty()
+        );
+        assert_eq!(
+            store.latest_checkpoints().expect("latest"),
+            vec![checkpoint("acme", 12, 12), checkpoint("globex", 1, 100)]
+        );
+        // A checkpoint may not name events that are not committed; none of the batch is kept.
+        let beyond = [checkpoint("globex", 1, 101), checkpoint("acme", 13, 13)];
+        assert!(writer.add_checkpoints(&beyond).is_err());
+        assert!(
+            writer
+                .add_checkpoints(&[checkpoint("initech", 1, 1)])
+                .is_err()
+        );
+        assert_eq!(
+            store
+                .checkpoints("globex", 0, 10)
+                .expect("checkpoints")
+                .len(),
+            1
+        );
+    }
+
     pub fn readers_see_committed_batches_while_writing(backend: Backend) {
         let store: std::sync::Arc<dyn LogStore> = (backend.open)().into();
         let mut writer = store.writer().expect("writer");
@@ -662,6 +867,9 @@ macro_rules! store_conformance_suite {
             client_id_is_idempotent_after_reopening,
             a_failed_batch_stores_nothing,
             heads_report_sizes,
+            tiles_describe_the_tree_after_every_batch,
+            proofs_for_any_earlier_size_come_from_stored_tiles,
+            checkpoints_are_kept_in_order,
             only_one_writer,
             readers_see_committed_batches_while_writing,
         );
@@ -753,6 +961,90 @@ mod sqlite_only {
             .expect("count");
         assert_eq!(count, 3);
         assert_eq!(store.read_range("acme", 0, 10).expect("read_range"), events);
+    }
+
+    #[test]
+    fn tree_hashes_and_checkpoints_are_append_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        let (store, _) = filled(&path);
+        store
+            .writer()
+            .expect("writer")
+            .add_checkpoints(&[StoredCheckpoint {
+                tenant: "acme".into(),
+                size: 3,
+                signed_at: ts("2026-01-01T00:00:00Z"),
+                note: "note".into(),
+            }])
+            .expect("add_checkpoints");
+        let tiles = store.scan_tiles("acme", None, 10).expect("scan_tiles");
+        let raw = Connection::open(&path).expect("raw connection");
+        raw.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        for (sql, what) in [
+            ("UPDATE tiles SET hashes = x'00'", "UPDATE tile"),
+            ("DELETE FROM tiles", "DELETE tile"),
+            (
+                "INSERT OR REPLACE INTO tiles SELECT log_id, level, idx, width, x'00' FROM tiles",
+                "REPLACE tile",
+            ),
+            ("UPDATE checkpoints SET size = 2", "UPDATE checkpoint"),
+            ("DELETE FROM checkpoints", "DELETE checkpoint"),
+            (
+                "INSERT OR REPLACE INTO checkpoints SELECT checkpoint_id, log_id, 9, 0, 'x' FROM checkpoints",
+                "REPLACE checkpoint",
+            ),
+        ] {
+            assert_append_only(raw.execute(sql, []), what);
+        }
+        assert_eq!(
+            store.scan_tiles("acme", None, 10).expect("scan_tiles"),
+            tiles
+        );
+        assert_eq!(
+            store.checkpoints("acme", 0, 10).expect("checkpoints").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_the_tree_gets_its_tiles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let current = dir.path().join("current.db");
+        let store = SqliteStore::open(&current).expect("open");
+        let mut writer = store.writer().expect("writer");
+        for (tenant, n) in [("acme", 700usize), ("globex", 3)] {
+            let batch: Vec<NewEvent> = (0..n).map(|_| server_event(tenant, "doc.read")).collect();
+            writer
+                .append(&batch, ts("2026-01-01T00:00:00Z"))
+                .expect("append");
+        }
+        let heads = ["acme", "globex"].map(|t| writer.tree_head(t));
+        drop(writer);
+        drop(store);
+
+        // The same logs and events in a store of schema version 1, which had no tiles.
+        let old = dir.path().join("old.db");
+        let raw = Connection::open(&old).expect("raw connection");
+        raw.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .expect("schema 1");
+        raw.execute("ATTACH ?1 AS cur", [current.to_str().expect("utf-8 path")])
+            .expect("attach");
+        raw.execute_batch(
+            "INSERT INTO logs SELECT * FROM cur.logs;
+             INSERT INTO events SELECT * FROM cur.events;
+             DETACH cur;
+             PRAGMA user_version = 1;",
+        )
+        .expect("copy");
+        drop(raw);
+
+        let store = SqliteStore::open(&old).expect("migrate");
+        let writer = store.writer().expect("writer");
+        assert_eq!(["acme", "globex"].map(|t| writer.tree_head(t)), heads);
+        assert_tiles_match(&store, "acme");
+        assert_tiles_match(&store, "globex");
     }
 
     #[test]
