@@ -189,7 +189,7 @@ impl SearchIndex {
                     )),
                     1 => {
                         if digests[i] != auditor.expected_digest(next, &stored.bytes) {
-                            differing.push(next);
+                            differing.push((next, false));
                         }
                     }
                     n => {
@@ -198,7 +198,7 @@ impl SearchIndex {
                             format!("seq {next} is indexed {n} times, expected once"),
                         ));
                         // Each copy must still match the event: name what differs.
-                        differing.push(next);
+                        differing.push((next, true));
                     }
                 }
                 next += 1;
@@ -211,7 +211,8 @@ impl SearchIndex {
         // Pass 2: name the fields of the positions whose digests differ.
         if !differing.is_empty() {
             let rest = differing.split_off(differing.len().min(MAX_DETAILED));
-            for seq in rest {
+            // A duplicate beyond the limit is named by its count alone.
+            for (seq, _) in rest.into_iter().filter(|(_, duplicate)| !duplicate) {
                 problems.push(problem(
                     Some(seq),
                     format!(
@@ -220,8 +221,13 @@ impl SearchIndex {
                     ),
                 ));
             }
-            let found = auditor.values_of(segments, &differing)?;
-            for stored in store.read_seqs(tenant, &differing)? {
+            let seqs: Vec<u64> = differing.iter().map(|(seq, _)| *seq).collect();
+            let found = auditor.values_of(segments, &seqs)?;
+            let mut stored_events = Vec::with_capacity(seqs.len());
+            for chunk in seqs.chunks(1_000) {
+                stored_events.extend(store.read_seqs(tenant, chunk)?);
+            }
+            for stored in stored_events {
                 let seq = stored.seq;
                 let expected = auditor.expected_values(seq, &stored.bytes);
                 let mut details: Vec<String> = Vec::new();

@@ -142,7 +142,7 @@ fn build_trees(conn: &Connection) -> Result<()> {
                 )));
             }
             tree.push(leaf(row.get(1)?)?.into());
-            if tree.size() % 65_536 == 0 {
+            if tree.size().is_multiple_of(65_536) {
                 store_tiles(conn, log_id, tree.take_writes())?;
             }
         }

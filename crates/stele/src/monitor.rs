@@ -286,11 +286,11 @@ impl Monitor {
             let Some(id) = TileId::in_tree(size, 0, index / 256) else {
                 continue;
             };
-            if !bundles.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = bundles.entry(id) {
                 let bundle = self
                     .bytes(&format!("/v1/logs/{tenant}/{}", id.entries_path()))
                     .await?;
-                bundles.insert(id, bundle.and_then(|b| split_bundle(&b)));
+                slot.insert(bundle.and_then(|b| split_bundle(&b)));
             }
             let Some(Some(entries)) = bundles.get(&id) else {
                 problems.add(
