@@ -343,8 +343,11 @@ fn verify_index(
         .context("opening the search index")?;
     // Every log the store or the index knows: documents planted under a tenant the store
     // lacks must be found too.
-    let sizes: std::collections::BTreeMap<String, u64> =
-        store.heads()?.into_iter().map(|h| (h.tenant, h.size)).collect();
+    let sizes: std::collections::BTreeMap<String, u64> = store
+        .heads()?
+        .into_iter()
+        .map(|h| (h.tenant, h.size))
+        .collect();
     let mut tenants: std::collections::BTreeSet<String> = sizes.keys().cloned().collect();
     tenants.extend(index.progress().into_keys());
     tenants.extend(index.indexed_tenants()?);

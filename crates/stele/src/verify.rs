@@ -188,18 +188,14 @@ fn signed_checkpoints(
     problems: &mut Problems,
     summary: &mut Summary,
 ) -> anyhow::Result<Vec<Signed>> {
+    const PAGE: usize = 1_000;
     let mut all: Vec<StoredCheckpoint> = Vec::new();
     loop {
-        // Sizes may repeat, so page by position rather than by size.
         let after = all.last().map_or(0, |c| c.size);
-        let page = store.checkpoints(tenant, after, 1_000)?;
-        let before = all.len();
-        for cp in page {
-            if !all.contains(&cp) {
-                all.push(cp);
-            }
-        }
-        if all.len() == before {
+        let page = store.checkpoints(tenant, after, PAGE)?;
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
             break;
         }
     }

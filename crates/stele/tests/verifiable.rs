@@ -342,6 +342,32 @@ async fn saved_proofs_verify_offline() {
     let other_key = String::from_utf8(out.stdout).unwrap();
     let (ok, _) = proof_verify(other_key.trim(), &answer);
     assert!(!ok);
+
+    // The key is found from its file or its text, and never overwritten.
+    let key_file = other.path().join("k");
+    let key_text = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key_text.starts_with("PRIVATE+KEY+localhost/stele+"));
+    for source in [key_file.to_str().unwrap(), key_text.trim()] {
+        let out = Command::new(BIN)
+            .args(["keys", "public", "--signing-key", source])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), other_key);
+    }
+    let out = Command::new(BIN)
+        .env("STELE_SIGNING_KEY", key_text.trim())
+        .args(["keys", "public"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), other_key);
+    let out = Command::new(BIN)
+        .args(["keys", "generate", "--name", "x", "--out"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_text);
 }
 
 #[tokio::test]
