@@ -83,10 +83,14 @@ impl Published {
         }
     }
 
-    fn publish(&self, signed: Vec<(String, Signed)>) {
+    /// Publishes checkpoints; one of a smaller tree than the one published is ignored (with
+    /// several nodes, another node may have signed a larger tree in the meantime).
+    pub fn publish(&self, signed: Vec<(String, Signed)>) {
         let mut latest = self.latest.write().expect("checkpoints poisoned");
         for (tenant, s) in signed {
-            latest.insert(tenant, Arc::new(s));
+            if latest.get(&tenant).is_none_or(|old| old.size <= s.size) {
+                latest.insert(tenant, Arc::new(s));
+            }
         }
         drop(latest);
         self.generation.send_modify(|g| *g += 1);

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Data directory: the SQLite store and the search index live here.
+    /// Data directory: the SQLite store (unless `database_url` is set) and the search index.
     pub data: PathBuf,
+    /// `postgres://…`: keep the log in PostgreSQL, shared by every node that names it.
+    pub database_url: Option<String>,
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// The log an event goes to when neither the event nor the request names one.
@@ -58,6 +60,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data: PathBuf::from("./stele-data"),
+            database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             default_tenant: "default".to_string(),
             ingest: IngestConfig::default(),

@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use stele_index::{Indexer, IndexerOptions, SearchIndex};
 use stele_store::LogStore;
+use stele_store::pg::PgStore;
 use stele_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -70,17 +71,25 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     config.validate()?;
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("creating data directory {}", config.data.display()))?;
-    let store_path = config.store_path();
-    let store: Arc<dyn LogStore> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(&store_path))
-            .await?
-            .with_context(|| format!("opening the store in {}", config.data.display()))?,
-    );
+    let store = open_store(&config).await?;
     let index_path = config.index_path();
     let index = tokio::task::spawn_blocking(move || SearchIndex::open(&index_path)).await??;
     let key = keys::load_or_create(&config)?;
-    let (published, dirty) = load_checkpoints(store.as_ref())?;
+    // Store calls block (and PostgreSQL's client may not run on an async thread).
+    let reading = store.clone();
+    let (published, dirty, writer) = tokio::task::spawn_blocking(move || {
+        let (published, dirty) = load_checkpoints(reading.as_ref())?;
+        anyhow::Ok((published, dirty, reading.writer()?))
+    })
+    .await??;
     let published = Arc::new(published);
+    if config.database_url.is_some() {
+        follow_checkpoints(
+            store.clone(),
+            published.clone(),
+            Duration::from_millis(config.log.checkpoint_interval_ms),
+        );
+    }
     let checkpointer = Checkpointer::new(
         key,
         config.log.origin.clone(),
@@ -106,7 +115,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     )?;
     let notifier = indexer.notifier();
     let sequencer = Sequencer::start(
-        store.writer()?,
+        writer,
         config.ingest.queue_events,
         config.ingest.max_batch_events,
         Box::new(move || notifier.notify()),
@@ -129,6 +138,49 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         state,
         indexer,
     })
+}
+
+/// Opens the configured store: PostgreSQL if a database URL is set, else SQLite in the
+/// data directory.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn LogStore>> {
+    let store: Arc<dyn LogStore> = match config.database_url.clone() {
+        Some(url) => Arc::new(
+            tokio::task::spawn_blocking(move || PgStore::open(&url))
+                .await?
+                .context("opening the PostgreSQL store")?,
+        ),
+        None => {
+            let path = config.store_path();
+            Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                    .await?
+                    .with_context(|| format!("opening the store in {}", config.data.display()))?,
+            )
+        }
+    };
+    Ok(store)
+}
+
+/// With a shared store, other nodes sign checkpoints too: take up theirs every interval.
+fn follow_checkpoints(store: Arc<dyn LogStore>, published: Arc<Published>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let store = store.clone();
+            let Ok(Ok(latest)) =
+                tokio::task::spawn_blocking(move || store.latest_checkpoints()).await
+            else {
+                continue;
+            };
+            let signed = latest
+                .iter()
+                .filter_map(|c| Signed::from_stored(c).ok().map(|s| (c.tenant.clone(), s)))
+                .collect();
+            published.publish(signed);
+        }
+    });
 }
 
 /// The latest stored checkpoint of each log, and the logs that grew past theirs.

@@ -6,6 +6,8 @@
 //! committed with it, and a tile's hashes never change (a partial tile only grows).
 //! Invariant: this crate knows nothing of HTTP, async runtimes or the search index.
 
+mod batch;
+pub mod pg;
 pub mod sqlite;
 
 use stele_core::merkle::NodeHash;
@@ -69,6 +71,8 @@ pub struct StoredCheckpoint {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(Box<postgres::Error>),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("the store is corrupt: {0}")]
@@ -119,6 +123,22 @@ pub fn tile_reader<'a>(
         store
             .read_tile(tenant, id)?
             .ok_or_else(|| StoreError::Corrupt(format!("log {tenant}: {id} is missing")))
+    })
+}
+
+/// A stored leaf hash, which must be 32 bytes.
+pub(crate) fn leaf(bytes: Vec<u8>) -> Result<LeafHash> {
+    let hash: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a leaf hash is not 32 bytes".into()))?;
+    Ok(LeafHash(hash))
+}
+
+pub(crate) fn stored(seq: i64, hash: Vec<u8>, bytes: Vec<u8>) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: seq as u64,
+        leaf_hash: leaf(hash)?,
+        bytes,
     })
 }
 

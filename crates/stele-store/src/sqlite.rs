@@ -1,17 +1,18 @@
 //! The embedded SQLite store: one file in the data directory, WAL mode with
 //! `synchronous=FULL`, one writer connection on its own thread and a small reader pool.
 
+use crate::batch::{self, LogState};
 use crate::{
     Appended, LogHead, LogStore, LogWriter, NewEvent, Result, StoreError, StoredCheckpoint,
-    StoredEvent, TreeHead, tile_from_row,
+    StoredEvent, TreeHead, leaf, stored, tile_from_row,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use stele_core::Timestamp;
 use stele_core::tiles::{Tile, TileBuilder, TileId};
-use stele_core::{Event, LeafHash, SealTime, Timestamp, leaf_hash};
 use uuid::Uuid;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last.
@@ -215,21 +216,6 @@ fn checkpoint(
     })
 }
 
-fn leaf(bytes: Vec<u8>) -> Result<LeafHash> {
-    let hash: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a leaf hash is not 32 bytes".into()))?;
-    Ok(LeafHash(hash))
-}
-
-fn stored(seq: i64, hash: Vec<u8>, bytes: Vec<u8>) -> Result<StoredEvent> {
-    Ok(StoredEvent {
-        seq: seq as u64,
-        leaf_hash: leaf(hash)?,
-        bytes,
-    })
-}
-
 fn log_id(conn: &Connection, tenant: &str) -> Result<Option<i64>> {
     let mut stmt = conn.prepare_cached("SELECT log_id FROM logs WHERE tenant = ?1")?;
     Ok(stmt.query_row([tenant], |r| r.get(0)).optional()?)
@@ -425,15 +411,6 @@ impl LogStore for SqliteStore {
     }
 }
 
-#[derive(Debug, Clone)]
-struct LogState {
-    log_id: i64,
-    size: u64,
-    last_received_at: Timestamp,
-    /// The tree's right edge; staged copies are dropped if the batch fails.
-    tree: TileBuilder,
-}
-
 struct SqliteWriter {
     conn: Connection,
     logs: HashMap<String, LogState>,
@@ -453,97 +430,52 @@ impl LogWriter for SqliteWriter {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Log states change only once the transaction commits.
-        let mut staged: HashMap<&str, (LogState, SealTime)> = HashMap::new();
-        let mut in_batch: HashMap<(&str, Uuid), usize> = HashMap::new();
-        let mut out = Vec::with_capacity(batch.len());
+        let cached = &self.logs;
+        let mut sequenced = batch::sequence(
+            batch,
+            now,
+            |tenant| match cached.get(tenant) {
+                Some(state) => Ok(state.clone()),
+                None => {
+                    tx.execute("INSERT INTO logs (tenant) VALUES (?1)", [tenant])?;
+                    Ok(LogState::new(tx.last_insert_rowid()))
+                }
+            },
+            |tenant, state, id| {
+                let mut find = tx.prepare_cached(
+                    "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND id = ?2",
+                )?;
+                let found = find
+                    .query_row(params![state.log_id, id.as_bytes()], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
+                    })
+                    .optional()?;
+                found
+                    .map(|(seq, hash, body)| batch::retried(tenant, seq, hash, &body))
+                    .transpose()
+            },
+        )?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (log_id, seq, id, leaf_hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut find = tx.prepare_cached(
-                "SELECT seq, leaf_hash, body FROM events WHERE log_id = ?1 AND id = ?2",
-            )?;
-            for event in batch {
-                let tenant = event.tenant.as_str();
-                if !staged.contains_key(tenant) {
-                    let mut state = match self.logs.get(tenant) {
-                        Some(state) => state.clone(),
-                        None => {
-                            tx.execute("INSERT INTO logs (tenant) VALUES (?1)", [tenant])?;
-                            LogState {
-                                log_id: tx.last_insert_rowid(),
-                                size: 0,
-                                last_received_at: Timestamp::MIN,
-                                tree: TileBuilder::new(),
-                            }
-                        }
-                    };
-                    state.last_received_at = state.last_received_at.max(now);
-                    let time = SealTime::new(state.last_received_at);
-                    staged.insert(tenant, (state, time));
-                }
-                let (state, time) = staged.get_mut(tenant).expect("staged above");
-
-                if event.client_id {
-                    if let Some(&earlier) = in_batch.get(&(tenant, event.id)) {
-                        let first: &Appended = &out[earlier];
-                        out.push(Appended {
-                            duplicate: true,
-                            ..first.clone()
-                        });
-                        continue;
-                    }
-                    let found = find
-                        .query_row(params![state.log_id, event.id.as_bytes()], |r| {
-                            Ok((
-                                r.get::<_, i64>(0)?,
-                                r.get::<_, Vec<u8>>(1)?,
-                                r.get::<_, Vec<u8>>(2)?,
-                            ))
-                        })
-                        .optional()?;
-                    if let Some((seq, hash, body)) = found {
-                        let received_at = Event::from_stored(&body)
-                            .ok()
-                            .and_then(|e| e.received_at)
-                            .ok_or_else(|| {
-                                StoreError::Corrupt(format!("{tenant}/{seq}: unreadable body"))
-                            })?;
-                        out.push(Appended {
-                            seq: seq as u64,
-                            received_at,
-                            leaf_hash: leaf(hash)?,
-                            duplicate: true,
-                        });
-                        continue;
-                    }
-                    in_batch.insert((tenant, event.id), out.len());
-                }
-
-                let seq = state.size;
-                let received_at = time.timestamp();
-                let bytes = event.presealed.seal(seq, time);
-                let hash = leaf_hash(&bytes);
+            for row in &sequenced.rows {
                 insert.execute(params![
-                    state.log_id,
-                    seq as i64,
-                    event.id.as_bytes(),
-                    &hash.0[..],
-                    bytes
+                    row.log_id,
+                    row.seq as i64,
+                    row.id.as_bytes(),
+                    &row.leaf_hash.0[..],
+                    row.body
                 ])?;
-                state.size += 1;
-                state.tree.push(hash.into());
-                out.push(Appended {
-                    seq,
-                    received_at,
-                    leaf_hash: hash,
-                    duplicate: false,
-                });
             }
             let mut update = tx.prepare_cached(
                 "UPDATE logs SET size = ?2, last_received_at = ?3 WHERE log_id = ?1",
             )?;
-            for (state, _) in staged.values_mut() {
+            for state in sequenced.logs.values_mut() {
                 update.execute(params![
                     state.log_id,
                     state.size as i64,
@@ -553,10 +485,10 @@ impl LogWriter for SqliteWriter {
             }
         }
         tx.commit()?;
-        for (tenant, (state, _)) in staged {
+        for (tenant, state) in sequenced.logs {
             self.logs.insert(tenant.to_string(), state);
         }
-        Ok(out)
+        Ok(sequenced.appended)
     }
 
     fn tree_head(&self, tenant: &str) -> Option<TreeHead> {

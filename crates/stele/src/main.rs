@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use stele_core::note::VerifierKey;
 use stele_server::Config;
 
@@ -37,6 +36,8 @@ enum Command {
     Query(Box<client::QueryArgs>),
     /// Rebuild the search index of a data directory from its store (server stopped).
     Reindex(ReindexArgs),
+    /// Apply pending schema migrations to a PostgreSQL store (servers also do on start).
+    Migrate(MigrateArgs),
     /// Manage the checkpoint signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -78,8 +79,16 @@ struct KeySourceArgs {
 #[derive(Args)]
 struct VerifyArgs {
     /// Check this data directory offline (the server may be stopped or running).
-    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    #[arg(long, conflicts_with = "url", required_unless_present_any = ["url", "database_url"])]
     data: Option<PathBuf>,
+    /// Check this PostgreSQL store (with `--data`, that node's search index too).
+    #[arg(
+        long,
+        env = "STELE_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "url"
+    )]
+    database_url: Option<String>,
     /// Monitor this server: check its latest checkpoints against the remembered ones.
     #[arg(long)]
     url: Option<String>,
@@ -131,6 +140,10 @@ struct ServeArgs {
     /// [default: signing.key in the data directory, generated on first start]
     #[arg(long, env = "STELE_SIGNING_KEY", hide_env_values = true)]
     signing_key: Option<String>,
+    /// Keep the log in PostgreSQL (`postgres://user@host/db`), shared by every node naming
+    /// it; the data directory then holds only this node's search index.
+    #[arg(long, env = "STELE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -141,6 +154,16 @@ struct ReindexArgs {
     /// TOML configuration file (for its data directory).
     #[arg(long, env = "STELE_CONFIG")]
     config: Option<PathBuf>,
+    /// The PostgreSQL store, if the log is kept there.
+    #[arg(long, env = "STELE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The PostgreSQL store to migrate.
+    #[arg(long, env = "STELE_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
 }
 
 fn load_config(file: Option<&PathBuf>, data: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -188,6 +211,9 @@ fn run() -> anyhow::Result<ExitCode> {
             if args.signing_key.is_some() {
                 config.log.signing_key = args.signing_key;
             }
+            if args.database_url.is_some() {
+                config.database_url = args.database_url;
+            }
             runtime.block_on(serve(config)).map(|()| ExitCode::SUCCESS)
         }
         Command::Send(args) => runtime
@@ -198,8 +224,23 @@ fn run() -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::Reindex(args) => {
             init_tracing();
-            let config = load_config(args.config.as_ref(), args.data)?;
-            reindex(&config).map(|()| ExitCode::SUCCESS)
+            let mut config = load_config(args.config.as_ref(), args.data)?;
+            if args.database_url.is_some() {
+                config.database_url = args.database_url;
+            }
+            if config.database_url.is_none() {
+                let store_path = config.store_path();
+                anyhow::ensure!(store_path.exists(), "no store at {}", store_path.display());
+            }
+            let store = runtime.block_on(stele_server::open_store(&config))?;
+            reindex(&config, store).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Migrate(args) => {
+            init_tracing();
+            stele_store::pg::PgStore::open(&args.database_url)
+                .context("migrating the PostgreSQL store")?;
+            println!("the PostgreSQL store is at the current schema");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys(KeysCommand::Public(args)) => {
             let key = signer_key(&args, false)?;
@@ -289,11 +330,8 @@ fn signer_key(args: &KeySourceArgs, create: bool) -> anyhow::Result<stele_core::
 }
 
 fn verify_data(args: &VerifyArgs) -> anyhow::Result<bool> {
-    let data = args
-        .data
-        .clone()
-        .expect("clap requires --data without --url");
-    let config = load_config(None, Some(data.clone()))?;
+    let mut config = load_config(None, args.data.clone())?;
+    config.database_url = args.database_url.clone();
     let mut summary = report::Summary::default();
     let key = match &args.key {
         Some(k) => verifier_key(k)?,
@@ -308,13 +346,24 @@ fn verify_data(args: &VerifyArgs) -> anyhow::Result<bool> {
             key.verifier()
         }
     };
-    let store_path = config.store_path();
-    anyhow::ensure!(store_path.exists(), "no store at {}", store_path.display());
-    let store = stele_store::sqlite::SqliteStore::open_read_only(&store_path)
-        .with_context(|| format!("opening {}", store_path.display()))?;
+    let store: Box<dyn stele_store::LogStore> = match &config.database_url {
+        Some(url) => Box::new(
+            stele_store::pg::PgStore::open_read_only(url)
+                .context("opening the PostgreSQL store")?,
+        ),
+        None => {
+            let store_path = config.store_path();
+            anyhow::ensure!(store_path.exists(), "no store at {}", store_path.display());
+            Box::new(
+                stele_store::sqlite::SqliteStore::open_read_only(&store_path)
+                    .with_context(|| format!("opening {}", store_path.display()))?,
+            )
+        }
+    };
+    let store = store.as_ref();
     let mut problems = report::Problems::default();
     verify::verify_store(
-        &store,
+        store,
         &key,
         args.tenant.as_deref(),
         &mut problems,
@@ -323,7 +372,7 @@ fn verify_data(args: &VerifyArgs) -> anyhow::Result<bool> {
     if args.index {
         verify_index(
             &config,
-            &store,
+            store,
             args.tenant.as_deref(),
             &mut problems,
             &mut summary,
@@ -444,13 +493,10 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn reindex(config: &Config) -> anyhow::Result<()> {
-    let store_path = config.store_path();
-    anyhow::ensure!(store_path.exists(), "no store at {}", store_path.display());
-    let store: Arc<dyn stele_store::LogStore> = Arc::new(
-        stele_store::sqlite::SqliteStore::open(&store_path)
-            .with_context(|| format!("opening {}", store_path.display()))?,
-    );
+fn reindex(
+    config: &Config,
+    store: std::sync::Arc<dyn stele_store::LogStore>,
+) -> anyhow::Result<()> {
     let dir = config.index_path();
     stele_index::SearchIndex::ensure_unused(&dir)
         .context("is the server running? stop it first")?;

@@ -11,10 +11,9 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-#[tokio::test]
-async fn ingest_single_array_and_ndjson() {
+async fn ingest_single_array_and_ndjson(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
 
     let single = ingest(
         &server,
@@ -78,10 +77,9 @@ async fn ingest_single_array_and_ndjson() {
     server.stop();
 }
 
-#[tokio::test]
-async fn bad_input_is_rejected_whole_with_problem_details() {
+async fn bad_input_is_rejected_whole_with_problem_details(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     ingest(&server, &[json!({"action": "seed.event"})]).await;
 
     let batch = json!([
@@ -225,10 +223,9 @@ fn raw_post_announcing(server: &Server, len: usize) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn every_filter_matches_its_events() {
+async fn every_filter_matches_its_events(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     let events: Vec<Value> = (0..300).map(sample_event).collect();
     for chunk in events.chunks(100) {
         ingest(&server, chunk).await;
@@ -366,10 +363,9 @@ async fn every_filter_matches_its_events() {
     server.stop();
 }
 
-#[tokio::test]
-async fn pagination_through_2500_events_in_both_orders() {
+async fn pagination_through_2500_events_in_both_orders(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     for chunk in 0..5 {
         let events: Vec<Value> = (0..500)
             .map(|i| json!({"action": "bulk.load", "details": {"n": chunk * 500 + i}}))
@@ -397,10 +393,9 @@ async fn pagination_through_2500_events_in_both_orders() {
     server.stop();
 }
 
-#[tokio::test]
-async fn idempotent_resend_in_a_batch_across_batches_and_after_restart() {
+async fn idempotent_resend_in_a_batch_across_batches_and_after_restart(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     let id = "0190b3c4-1111-7000-8000-000000000001";
     let other = "0190b3c4-1111-7000-8000-000000000002";
     let receipts = ingest(
@@ -435,7 +430,7 @@ async fn idempotent_resend_in_a_batch_across_batches_and_after_restart() {
     assert_eq!(again[1]["received_at"], receipts[0]["received_at"]);
     server.stop();
 
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     let after = ingest(
         &server,
         &[
@@ -459,10 +454,10 @@ async fn idempotent_resend_in_a_batch_across_batches_and_after_restart() {
     server.stop();
 }
 
-#[tokio::test]
-async fn a_full_queue_answers_503_with_retry_after() {
+async fn a_full_queue_answers_503_with_retry_after(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = start(
+        &backend,
         dir.path(),
         Some("[ingest]\nqueue_events = 200\nmax_events_per_request = 200\n"),
     );
@@ -509,10 +504,9 @@ async fn a_full_queue_answers_503_with_retry_after() {
     server.stop();
 }
 
-#[tokio::test]
-async fn traces_group_steps_with_timing() {
+async fn traces_group_steps_with_timing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     let step = |name: &str, status: &str, seq: u32, at: &str, extra: Value| {
         let mut e = json!({
             "action": "passport.verify", "correlation_id": "verify-1", "occurred_at": at,
@@ -570,10 +564,9 @@ async fn traces_group_steps_with_timing() {
     server.stop();
 }
 
-#[tokio::test]
-async fn health_metrics_and_docs() {
+async fn health_metrics_and_docs(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     ingest(&server, &[json!({"action": "user.login"})]).await;
     let (status, live) = get(&server, "/health/live").await;
     assert_eq!((status, live["status"].as_str()), (200, Some("ok")));
@@ -645,3 +638,14 @@ async fn health_metrics_and_docs() {
     assert_eq!(bundle.status(), 200);
     server.stop();
 }
+
+crate::on_both_backends!(
+    ingest_single_array_and_ndjson,
+    bad_input_is_rejected_whole_with_problem_details,
+    every_filter_matches_its_events,
+    pagination_through_2500_events_in_both_orders,
+    idempotent_resend_in_a_batch_across_batches_and_after_restart,
+    a_full_queue_answers_503_with_retry_after,
+    traces_group_steps_with_timing,
+    health_metrics_and_docs,
+);

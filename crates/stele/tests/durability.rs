@@ -28,14 +28,13 @@ async fn wait_index_caught_up(server: &Server) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
+async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     // Every acknowledged (id → seq), over all cycles.
     let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let counter = Arc::new(AtomicUsize::new(0));
     for cycle in 0..3u64 {
-        let server = Server::start(dir.path(), None);
+        let server = start(&backend, dir.path(), None);
         let before = acked.lock().unwrap().len();
         let mut clients = Vec::new();
         for c in 0..6u64 {
@@ -77,7 +76,7 @@ async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
         }
     }
 
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     wait_index_caught_up(&server).await;
     let stored = list_all(&server, "", 1000).await;
     let n = stored.len() as u64;
@@ -117,6 +116,7 @@ async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
     let out = std::process::Command::new(BIN)
         .args(["verify", "--index", "--json", "--data"])
         .arg(dir.path())
+        .args(backend.store_args())
         .output()
         .unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -143,10 +143,9 @@ async fn answers(server: &Server) -> Vec<Vec<u64>> {
     out
 }
 
-#[tokio::test]
-async fn index_is_rebuilt_after_deletion_and_by_reindex() {
+async fn index_is_rebuilt_after_deletion_and_by_reindex(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     load_samples(&server, 1200, 400).await;
     wait_index_caught_up(&server).await;
     let expected = answers(&server).await;
@@ -155,7 +154,7 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
     server.stop();
 
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     wait_index_caught_up(&server).await;
     assert_eq!(answers(&server).await, expected, "after deleting the index");
     server.stop();
@@ -164,6 +163,7 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
         .arg("reindex")
         .arg("--data")
         .arg(dir.path())
+        .args(backend.store_args())
         .env("STELE_LOG", "warn")
         .output()
         .unwrap();
@@ -173,7 +173,7 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("reindexed 1200 events"));
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     let (_, page) = get(&server, "/v1/events?limit=1").await;
     assert_eq!(
         page["indexed_through"], 1199,
@@ -186,6 +186,7 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
         .arg("reindex")
         .arg("--data")
         .arg(dir.path())
+        .args(backend.store_args())
         .env("STELE_LOG", "warn")
         .output()
         .unwrap();
@@ -193,18 +194,17 @@ async fn index_is_rebuilt_after_deletion_and_by_reindex() {
     server.stop();
 }
 
-#[tokio::test]
-async fn index_resumes_after_sigkill() {
+async fn index_resumes_after_sigkill(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     load_samples(&server, 1200, 300).await;
     server.kill();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     wait_index_caught_up(&server).await;
     let resumed = answers(&server).await;
     server.stop();
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     wait_index_caught_up(&server).await;
     assert_eq!(
         answers(&server).await,
@@ -215,10 +215,9 @@ async fn index_resumes_after_sigkill() {
     server.stop();
 }
 
-#[tokio::test]
-async fn cli_send_and_query() {
+async fn cli_send_and_query(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None);
+    let server = start(&backend, dir.path(), None);
     let file = dir.path().join("events.ndjson");
     let lines: Vec<String> = (0..25).map(|i| sample_event(i).to_string()).collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -290,3 +289,10 @@ async fn cli_send_and_query() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_event"));
     server.stop();
 }
+
+crate::on_both_backends!(
+    sigkill_during_concurrent_ingest_loses_no_acknowledged_event,
+    index_is_rebuilt_after_deletion_and_by_reindex,
+    index_resumes_after_sigkill,
+    cli_send_and_query,
+);

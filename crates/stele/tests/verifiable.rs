@@ -134,10 +134,9 @@ async fn fetch_entries(server: &Server, tenant: &str, size: u64) -> Vec<Vec<u8>>
     entries
 }
 
-#[tokio::test]
-async fn any_tlog_client_can_check_the_log() {
+async fn any_tlog_client_can_check_the_log(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), Some(FAST_CHECKPOINTS));
+    let server = start(&backend, dir.path(), Some(FAST_CHECKPOINTS));
     for part in (0..700).map(sample_event).collect::<Vec<_>>().chunks(150) {
         ingest(&server, part).await;
     }
@@ -279,10 +278,9 @@ fn proof_verify(vkey: &str, answer: &[u8]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-#[tokio::test]
-async fn saved_proofs_verify_offline() {
+async fn saved_proofs_verify_offline(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), Some(FAST_CHECKPOINTS));
+    let server = start(&backend, dir.path(), Some(FAST_CHECKPOINTS));
     let receipts = ingest(&server, &(0..40).map(sample_event).collect::<Vec<_>>()).await;
     let id = receipts[17]["id"].as_str().unwrap().to_string();
     // Asked at once: the answer waits for the checkpoint that covers the event.
@@ -370,10 +368,9 @@ async fn saved_proofs_verify_offline() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_text);
 }
 
-#[tokio::test]
-async fn bad_requests_answer_problems_and_change_nothing() {
+async fn bad_requests_answer_problems_and_change_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), Some(FAST_CHECKPOINTS));
+    let server = start(&backend, dir.path(), Some(FAST_CHECKPOINTS));
     ingest(&server, &(0..300).map(sample_event).collect::<Vec<_>>()).await;
     checkpoint_of(&server, "default", 300).await;
     let cases: &[(&str, u16, &str)] = &[
@@ -449,12 +446,11 @@ async fn bad_requests_answer_problems_and_change_nothing() {
     server.stop();
 }
 
-#[tokio::test]
-async fn stops_sign_a_final_checkpoint_and_restarts_resume_the_tree() {
+async fn stops_sign_a_final_checkpoint_and_restarts_resume_the_tree(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     // Checkpoints at most once a minute: only the first batch is signed while running.
     let slow = "[log]\ncheckpoint_interval_ms = 60000\n";
-    let server = Server::start(dir.path(), Some(slow));
+    let server = start(&backend, dir.path(), Some(slow));
     ingest(&server, &(0..10).map(sample_event).collect::<Vec<_>>()).await;
     checkpoint_of(&server, "default", 10).await;
     ingest(&server, &(10..30).map(sample_event).collect::<Vec<_>>()).await;
@@ -463,14 +459,14 @@ async fn stops_sign_a_final_checkpoint_and_restarts_resume_the_tree() {
     server.stop();
 
     // The graceful stop signed the tree of 30.
-    let server = Server::start(dir.path(), Some(slow));
+    let server = start(&backend, dir.path(), Some(slow));
     let note = checkpoint_of(&server, "default", 30).await;
     assert!(note.contains("\n30\n"), "{note}");
     ingest(&server, &(30..45).map(sample_event).collect::<Vec<_>>()).await;
     server.kill();
 
     // After a crash, the grown log is signed as soon as the server is back.
-    let server = Server::start(dir.path(), Some(slow));
+    let server = start(&backend, dir.path(), Some(slow));
     let note = checkpoint_of(&server, "default", 45).await;
     let key = VerifierKey::parse(&verifier_key(dir.path())).unwrap();
     let latest = verify_checkpoint(&note, &key).unwrap();
@@ -493,6 +489,7 @@ async fn stops_sign_a_final_checkpoint_and_restarts_resume_the_tree() {
     let out = Command::new(BIN)
         .args(["verify", "--json", "--key", &key.to_text(), "--data"])
         .arg(dir.path())
+        .args(backend.store_args())
         .output()
         .unwrap();
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -501,3 +498,10 @@ async fn stops_sign_a_final_checkpoint_and_restarts_resume_the_tree() {
     assert_eq!(summary["events"], 45);
     assert!(summary["checkpoints"].as_u64().unwrap() >= 3);
 }
+
+crate::on_both_backends!(
+    any_tlog_client_can_check_the_log,
+    saved_proofs_verify_offline,
+    bad_requests_answer_problems_and_change_nothing,
+    stops_sign_a_final_checkpoint_and_restarts_resume_the_tree,
+);

@@ -9,6 +9,71 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stele");
 
+/// Where a test server keeps its log. API tests run once per backend (see
+/// `on_both_backends!`); PostgreSQL ones get a scratch schema of their own.
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(std::sync::Arc<stele_testkit::PgSchema>),
+}
+
+impl Backend {
+    /// A PostgreSQL backend, or `None` (said loudly) when no database is reachable.
+    pub fn postgres() -> Option<Backend> {
+        stele_testkit::PgSchema::create().map(|s| Backend::Postgres(std::sync::Arc::new(s)))
+    }
+
+    /// The server configuration for this backend, with `extra` TOML.
+    pub fn config(&self, extra: Option<&str>) -> Option<String> {
+        match self {
+            Backend::Sqlite => extra.map(str::to_string),
+            Backend::Postgres(schema) => Some(format!(
+                "database_url = \"{}\"\n{}",
+                schema.url,
+                extra.unwrap_or("")
+            )),
+        }
+    }
+
+    /// Arguments that point `stele verify` or `stele reindex` at this backend's store.
+    pub fn store_args(&self) -> Vec<String> {
+        match self {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres(schema) => vec!["--database-url".into(), schema.url.clone()],
+        }
+    }
+}
+
+/// Starts a server on `backend` with its data directory (search index, key) in `data`.
+pub fn start(backend: &Backend, data: &Path, extra: Option<&str>) -> Server {
+    Server::start(data, backend.config(extra).as_deref())
+}
+
+/// Runs each named `async fn(Backend)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = super::common::Backend::postgres() {
+                        super::$name(backend).await
+                    }
+                }
+            )+
+        }
+    };
+}
+
 pub struct Server {
     child: Child,
     pub url: String,
