@@ -71,7 +71,7 @@ pub struct StoredCheckpoint {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(Box<postgres::Error>),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -81,6 +81,14 @@ pub enum StoreError {
         "the store was written by a newer version of Stele (schema {found}, this build knows {known})"
     )]
     TooNew { found: i64, known: i64 },
+}
+
+/// The server's message where there is one: `postgres::Error` alone says only "db error".
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -110,6 +118,17 @@ pub trait LogStore: Send + Sync + 'static {
     fn checkpoints(&self, tenant: &str, after: u64, limit: usize) -> Result<Vec<StoredCheckpoint>>;
     /// The checkpoint signed last for each log that has one.
     fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>>;
+    /// Every stored checkpoint row of `tenant`, whatever its size, in (size, insertion)
+    /// order from position `offset`: what `stele verify` checks.
+    fn scan_checkpoints(
+        &self,
+        tenant: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>>;
+    /// Log ids that event, tile or checkpoint rows refer to but no log row has: rows a
+    /// deleted log row would hide from every other check.
+    fn orphaned_logs(&self) -> Result<Vec<i64>>;
 }
 
 /// Reads complete nodes of `tenant`'s tree of `size` leaves from its stored tiles. A tile

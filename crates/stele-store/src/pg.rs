@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 /// Versioned schema migrations, applied in order and recorded in `stele_migrations`.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
-/// Advisory lock key held while migrating or creating partitions ("stele").
+/// Advisory lock key held while migrating or creating partitions ("stele"; the migration
+/// SQL uses the same number).
 const LOCK_KEY: i64 = 0x0073_7465_6c65;
 /// Connections kept open for reuse by readers.
 const IDLE_READERS: usize = 8;
@@ -116,6 +117,10 @@ fn schema_version(client: &mut Client) -> Result<i32> {
 /// Applies pending migrations under an advisory lock, so that nodes starting together
 /// migrate once.
 fn migrate(client: &mut Client) -> Result<()> {
+    // Current already: nothing to do, and nothing a runtime role without CREATE can't do.
+    if schema_version(client)? == MIGRATIONS.len() as i32 {
+        return Ok(());
+    }
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])?;
     let result = (|| {
         client.batch_execute(
@@ -154,26 +159,14 @@ fn month_of(t: Timestamp) -> i32 {
     dt.year() * 12 + i32::from(u8::from(dt.month())) - 1
 }
 
-/// Creates the monthly partition of `events` for `month` if missing.
+/// Creates the monthly partition of `events` for `month` if missing (through a function
+/// the schema owner defined, so a runtime role without CREATE can do it).
 fn create_partition(client: &mut Client, month: i32) -> Result<()> {
-    let (year, m) = (month / 12, month % 12 + 1);
-    let (next_year, next_m) = ((month + 1) / 12, (month + 1) % 12 + 1);
-    let name = format!("events_{year:04}_{m:02}");
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])?;
-    let exists: bool = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?
-        .get(0);
-    if !exists {
-        tx.batch_execute(&format!(
-            "CREATE TABLE {name} PARTITION OF events
-                 FOR VALUES FROM ('{year:04}-{m:02}-01 00:00:00+00') TO ('{next_year:04}-{next_m:02}-01 00:00:00+00');
-             CREATE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name}
-                 FOR EACH STATEMENT EXECUTE FUNCTION stele_append_only();"
-        ))?;
-        tracing::info!(partition = %name, "events partition created");
-    }
-    tx.commit()?;
+    let first_day = format!("{:04}-{:02}-01", month / 12, month % 12 + 1);
+    client.execute(
+        "SELECT stele_create_partition($1::text::date)",
+        &[&first_day],
+    )?;
     Ok(())
 }
 
@@ -349,6 +342,39 @@ impl LogStore for PgStore {
                 &[&tenant, &after, &limit],
             )?;
             rows.iter().map(checkpoint).collect()
+        })
+    }
+
+    fn scan_checkpoints(
+        &self,
+        tenant: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        self.with_client(|c| {
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = c.query(
+                "SELECT l.tenant, c.size, c.signed_at, c.note FROM checkpoints c
+                 JOIN logs l ON l.log_id = c.log_id
+                 WHERE l.tenant = $1 ORDER BY c.size, c.checkpoint_id LIMIT $2 OFFSET $3",
+                &[&tenant, &limit, &offset],
+            )?;
+            rows.iter().map(checkpoint).collect()
+        })
+    }
+
+    fn orphaned_logs(&self) -> Result<Vec<i64>> {
+        self.with_client(|c| {
+            let rows = c.query(
+                "SELECT log_id FROM (SELECT DISTINCT log_id FROM events
+                   UNION SELECT log_id FROM event_ids
+                   UNION SELECT log_id FROM tiles
+                   UNION SELECT log_id FROM checkpoints) AS used
+                 WHERE log_id NOT IN (SELECT log_id FROM logs) ORDER BY log_id",
+                &[],
+            )?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
 

@@ -396,6 +396,38 @@ impl LogStore for SqliteStore {
         })
     }
 
+    fn scan_checkpoints(
+        &self,
+        tenant: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.tenant, c.size, c.signed_at, c.note FROM checkpoints c
+                 JOIN logs l ON l.log_id = c.log_id
+                 WHERE l.tenant = ?1 ORDER BY c.size, c.checkpoint_id LIMIT ?2 OFFSET ?3",
+            )?;
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![tenant, limit, offset], checkpoint_row)?;
+            rows.map(|row| checkpoint(row?)).collect()
+        })
+    }
+
+    fn orphaned_logs(&self) -> Result<Vec<i64>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT log_id FROM (SELECT DISTINCT log_id FROM events
+                   UNION SELECT DISTINCT log_id FROM tiles
+                   UNION SELECT DISTINCT log_id FROM checkpoints)
+                 WHERE log_id NOT IN (SELECT log_id FROM logs) ORDER BY log_id",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(

@@ -780,6 +780,13 @@ pub mod suite {
             .expect("add_checkpoints");
 
         let all = store.checkpoints("acme", 0, 100).expect("checkpoints");
+        assert_eq!(store.scan_checkpoints("acme", 0, 100).expect("scan"), all);
+        assert_eq!(
+            store.scan_checkpoints("acme", 1, 1).expect("scan"),
+            vec![all[1].clone()]
+        );
+        assert!(store.scan_checkpoints("acme", 3, 10).expect("scan").is_empty());
+        assert!(store.orphaned_logs().expect("orphaned_logs").is_empty());
         assert_eq!(
             all.iter().map(|c| c.size).collect::<Vec<_>>(),
             vec![3, 7, 12]

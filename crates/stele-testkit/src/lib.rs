@@ -53,6 +53,31 @@ impl PgSchema {
     }
 }
 
+impl PgSchema {
+    /// Runs `sql` as the administrator (on a thread of its own, so async tests may call it).
+    pub fn admin_execute(&self, sql: &str) {
+        let (admin, sql) = (self.admin.clone(), sql.to_string());
+        std::thread::spawn(move || {
+            connect(&admin)
+                .expect("connecting as the administrator")
+                .batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    /// The URL of this schema for another role.
+    pub fn url_as(&self, role: &str) -> String {
+        let after = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let host = after.split_once('@').map_or(after, |(_, h)| h);
+        format!("postgres://{role}@{host}")
+    }
+}
+
 fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     let mut config = postgres::Config::from_str(url)?;
     config.connect_timeout(Duration::from_secs(5));

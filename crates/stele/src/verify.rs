@@ -37,6 +37,15 @@ pub fn verify_store(
     {
         problems.add(t, "log", "no such log in the store");
     }
+    if tenant.is_none() {
+        for log_id in store.orphaned_logs().context("looking for orphaned rows")? {
+            problems.add(
+                &format!("#{log_id}"),
+                "log",
+                "events, tiles or checkpoints of a log that is missing from the logs table",
+            );
+        }
+    }
     let total = heads.iter().map(|h| h.size).sum();
     let bar = progress_bar(total);
     for head in &heads {
@@ -102,6 +111,9 @@ fn verify_log(
     check_roots(&tree, &mut pending, problems);
 
     let mut next: u64 = 0;
+    // The seq the next stored event should have; a gap is reported once, not at every
+    // later event.
+    let mut expected_seq: u64 = 0;
     loop {
         let events = store
             .read_range(tenant, next, READ_BATCH)
@@ -111,15 +123,23 @@ fn verify_log(
         };
         next = last.seq + 1;
         for stored in &events {
-            let position = tree.size();
             let place = format!("seq {}", stored.seq);
-            if stored.seq != position {
+            if stored.seq > expected_seq {
+                let gap = if stored.seq - expected_seq == 1 {
+                    format!("seq {expected_seq}")
+                } else {
+                    format!("seq {expected_seq}–{}", stored.seq - 1)
+                };
                 problems.add(
                     tenant,
-                    &format!("seq {position}"),
+                    &gap,
                     format!("missing: the next stored event is seq {}", stored.seq),
                 );
             }
+            if stored.seq < expected_seq {
+                problems.add(tenant, &place, "stored more than once, or out of order");
+            }
+            expected_seq = stored.seq + 1;
             match Event::from_stored(&stored.bytes) {
                 Ok(event) => {
                     if event.seq != Some(stored.seq) {
@@ -191,15 +211,14 @@ fn signed_checkpoints(
     const PAGE: usize = 1_000;
     let mut all: Vec<StoredCheckpoint> = Vec::new();
     loop {
-        let after = all.last().map_or(0, |c| c.size);
-        let page = store.checkpoints(tenant, after, PAGE)?;
+        let page = store.scan_checkpoints(tenant, all.len() as u64, PAGE)?;
         let done = page.len() < PAGE;
         all.extend(page);
         if done {
             break;
         }
     }
-    // A size-0 checkpoint is never issued; one stored would be forged, but check it too.
+    // A size-0 checkpoint is never issued; one stored would be forged, and is checked too.
     let mut signed = Vec::with_capacity(all.len());
     for (i, stored) in all.iter().enumerate() {
         summary.checkpoints += 1;

@@ -68,6 +68,20 @@ BEGIN
     RAISE EXCEPTION 'stele: tree hashes are append-only';
 END $$;
 
+-- A log row only grows: never deleted, never renamed, its size and time never decrease.
+CREATE FUNCTION stele_logs_only_grow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.log_id = OLD.log_id AND NEW.tenant = OLD.tenant
+        AND NEW.size >= OLD.size AND NEW.last_received_at >= OLD.last_received_at THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'stele: logs are append-only';
+END $$;
+
+CREATE TRIGGER logs_only_grow BEFORE UPDATE OR DELETE ON logs
+    FOR EACH ROW EXECUTE FUNCTION stele_logs_only_grow();
+CREATE TRIGGER logs_no_truncate BEFORE TRUNCATE ON logs
+    FOR EACH STATEMENT EXECUTE FUNCTION stele_append_only();
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION stele_append_only();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
@@ -84,3 +98,21 @@ CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON checkpoints
     FOR EACH ROW EXECUTE FUNCTION stele_append_only();
 CREATE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION stele_append_only();
+
+-- Creates the partition of `events` for the month starting at `month_start`, if missing.
+-- SECURITY DEFINER: a runtime role that may only insert and select can still roll the
+-- partitions forward.
+CREATE FUNCTION stele_create_partition(month_start DATE) RETURNS VOID
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    name TEXT := 'events_' || to_char(month_start, 'YYYY_MM');
+BEGIN
+    PERFORM pg_advisory_xact_lock(495874042981);
+    IF to_regclass(name) IS NULL THEN
+        EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
+            name, month_start::text || ' 00:00:00+00',
+            (month_start + interval '1 month')::date::text || ' 00:00:00+00');
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I
+            FOR EACH STATEMENT EXECUTE FUNCTION stele_append_only()', name || '_no_truncate', name);
+    END IF;
+END $$;

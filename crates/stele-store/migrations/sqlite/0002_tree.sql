@@ -22,6 +22,15 @@ WHEN EXISTS (SELECT 1 FROM tiles t WHERE t.log_id = NEW.log_id AND t.level = NEW
              AND t.idx = NEW.idx AND t.width = NEW.width)
 BEGIN SELECT RAISE(ABORT, 'stele: tree hashes are append-only'); END;
 
+-- A log row only grows: never deleted (that would orphan a whole log's rows), never
+-- renamed, its size and last time never decrease.
+CREATE TRIGGER logs_no_delete BEFORE DELETE ON logs
+BEGIN SELECT RAISE(ABORT, 'stele: logs are append-only'); END;
+CREATE TRIGGER logs_only_grow BEFORE UPDATE ON logs
+WHEN NEW.log_id != OLD.log_id OR NEW.tenant != OLD.tenant OR NEW.size < OLD.size
+  OR NEW.last_received_at < OLD.last_received_at
+BEGIN SELECT RAISE(ABORT, 'stele: logs are append-only'); END;
+
 -- Every signed checkpoint issued, as its C2SP signed-note text.
 CREATE TABLE checkpoints (
     checkpoint_id INTEGER PRIMARY KEY,
