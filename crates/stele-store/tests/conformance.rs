@@ -785,7 +785,12 @@ pub mod suite {
             store.scan_checkpoints("acme", 1, 1).expect("scan"),
             vec![all[1].clone()]
         );
-        assert!(store.scan_checkpoints("acme", 3, 10).expect("scan").is_empty());
+        assert!(
+            store
+                .scan_checkpoints("acme", 3, 10)
+                .expect("scan")
+                .is_empty()
+        );
         assert!(store.orphaned_logs().expect("orphaned_logs").is_empty());
         assert_eq!(
             all.iter().map(|c| c.size).collect::<Vec<_>>(),
@@ -1164,5 +1169,161 @@ mod sqlite_only {
             Err(e) => panic!("refused with another error: {e}"),
             Ok(_) => panic!("opened a store from a newer version"),
         }
+    }
+}
+
+/// What only the PostgreSQL backend promises.
+mod postgres_only {
+    use super::*;
+    use stele_store::pg::PgStore;
+    use stele_testkit::PgSchema;
+
+    fn partitions(url: &str) -> Vec<String> {
+        let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect");
+        client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid
+                 JOIN pg_class p ON p.oid = i.inhparent
+                 WHERE p.relname = 'events' AND p.relnamespace = to_regnamespace(current_schema())
+                 ORDER BY 1",
+                &[],
+            )
+            .expect("partitions")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    #[test]
+    fn events_are_partitioned_by_month_ahead_of_time() {
+        let Some(schema) = PgSchema::create() else {
+            return;
+        };
+        let store = PgStore::open(&schema.url).expect("open");
+        let mut writer = store.writer().expect("writer");
+        writer
+            .append(
+                &[server_event("acme", "doc.read")],
+                ts("2026-11-30T23:59:59.999999Z"),
+            )
+            .expect("append");
+        assert_eq!(
+            partitions(&schema.url),
+            ["events_2026_11", "events_2026_12", "events_2027_01"]
+        );
+        // A batch in a later month finds its partition made, and makes the next ones.
+        writer
+            .append(
+                &[server_event("acme", "doc.read")],
+                ts("2027-01-01T00:00:00Z"),
+            )
+            .expect("append");
+        assert_eq!(
+            partitions(&schema.url),
+            [
+                "events_2026_11",
+                "events_2026_12",
+                "events_2027_01",
+                "events_2027_02",
+                "events_2027_03"
+            ]
+        );
+        let events = store.read_range("acme", 0, 10).expect("read_range");
+        assert_eq!(seqs(&events), vec![0, 1]);
+        let mut client =
+            ::postgres::Client::connect(&schema.url, ::postgres::NoTls).expect("connect");
+        let per_partition: Vec<(String, i64)> = client
+            .query(
+                "SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1 ORDER BY 1",
+                &[],
+            )
+            .expect("count")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            per_partition,
+            [
+                ("events_2026_11".to_string(), 1),
+                ("events_2027_01".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn nodes_starting_together_migrate_once() {
+        let Some(schema) = PgSchema::create() else {
+            return;
+        };
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| PgStore::open(&schema.url).map(|_| ())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        for result in opened {
+            result.expect("every node opens the store");
+        }
+        let mut client =
+            ::postgres::Client::connect(&schema.url, ::postgres::NoTls).expect("connect");
+        let versions: Vec<i32> = client
+            .query("SELECT version FROM stele_migrations ORDER BY version", &[])
+            .expect("versions")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, [1]);
+    }
+
+    #[test]
+    fn history_is_append_only_in_the_database() {
+        let Some(schema) = PgSchema::create() else {
+            return;
+        };
+        let store = PgStore::open(&schema.url).expect("open");
+        let mut writer = store.writer().expect("writer");
+        let batch: Vec<NewEvent> = (0..3).map(|_| server_event("acme", "doc.read")).collect();
+        writer
+            .append(&batch, ts("2026-11-01T00:00:00Z"))
+            .expect("append");
+        writer
+            .add_checkpoints(&[StoredCheckpoint {
+                tenant: "acme".into(),
+                size: 3,
+                signed_at: ts("2026-11-01T00:00:00Z"),
+                note: "note".into(),
+            }])
+            .expect("add_checkpoints");
+        let before = store.read_range("acme", 0, 10).expect("read_range");
+        let mut client =
+            ::postgres::Client::connect(&schema.url, ::postgres::NoTls).expect("connect");
+        for sql in [
+            "UPDATE events SET body = 'x'",
+            "DELETE FROM events WHERE seq = 0",
+            "TRUNCATE events",
+            "TRUNCATE events_2026_11",
+            "UPDATE event_ids SET seq = 9",
+            "DELETE FROM event_ids",
+            "UPDATE tiles SET hashes = 'x'",
+            "DELETE FROM tiles",
+            "TRUNCATE tiles CASCADE",
+            "UPDATE checkpoints SET size = 2",
+            "DELETE FROM checkpoints",
+            "UPDATE logs SET size = 2",
+            "UPDATE logs SET tenant = 'other'",
+            "DELETE FROM logs",
+        ] {
+            let err = client.batch_execute(sql).expect_err(sql);
+            let db = err
+                .as_db_error()
+                .map(|e| e.message().to_string())
+                .unwrap_or_default();
+            assert!(db.contains("append-only"), "{sql}: {err:?}");
+        }
+        assert_eq!(store.read_range("acme", 0, 10).expect("read_range"), before);
     }
 }
