@@ -1,6 +1,9 @@
 //! `stele verify --url`: the monitor reads a running server like any tlog client, remembers
 //! the last good checkpoint per log in a state file, and must notice when the history it
-//! remembered is rewritten, forked or truncated, or signed by another key.
+//! remembered is rewritten, forked or truncated, or signed by another key. The monitor
+//! speaks HTTP only; each test runs once per store backend behind the server (see
+//! `on_both_backends!` at the end), and the tamperer's side works on either store through
+//! the [`Tamper`] trait.
 
 mod common;
 
@@ -11,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use stele_core::merkle::NodeHash;
-use stele_core::tiles::TileBuilder;
+use stele_core::tiles::{Tile, TileBuilder};
 
 /// Checkpoints every 100 ms.
 const CONFIG: &str = "[log]\ncheckpoint_interval_ms = 100\n";
@@ -165,11 +168,10 @@ fn verifier_key(data: &Path) -> String {
     run.stdout.trim().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monitor_follows_a_growing_log() {
+async fn monitor_follows_a_growing_log(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, Some(CONFIG));
+    let server = start(&backend, &data, Some(CONFIG));
     let note = grow(&server, "acme", 0, 300, 300).await;
     let monitor = Monitor {
         key: verifier_key(&data),
@@ -236,70 +238,346 @@ async fn monitor_follows_a_growing_log() {
     server.stop();
 }
 
-/// The tamperer's side for a truncated tail: cuts `tenant` back to `size` events with a
-/// consistent tree, and removes the checkpoints beyond it.
-fn truncate(data: &Path, tenant: &str, size: u64) {
-    let conn = Connection::open(data.join("stele.db")).unwrap();
-    let triggers: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    for name in triggers {
-        conn.execute_batch(&format!("DROP TRIGGER \"{name}\""))
-            .unwrap();
-    }
-    let log: i64 = conn
-        .query_row("SELECT log_id FROM logs WHERE tenant = ?1", [tenant], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let size = size as i64;
-    conn.execute(
-        "DELETE FROM events WHERE log_id = ?1 AND seq >= ?2",
-        params![log, size],
-    )
-    .unwrap();
-    conn.execute(
-        "DELETE FROM checkpoints WHERE log_id = ?1 AND size > ?2",
-        params![log, size],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE logs SET size = ?2 WHERE log_id = ?1",
-        params![log, size],
-    )
-    .unwrap();
-    conn.execute("DELETE FROM tiles WHERE log_id = ?1", [log])
-        .unwrap();
-    let mut tree = TileBuilder::new();
-    let leaves: Vec<Vec<u8>> = conn
-        .prepare("SELECT leaf_hash FROM events WHERE log_id = ?1 ORDER BY seq")
-        .unwrap()
-        .query_map([log], |r| r.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    for leaf in leaves {
-        tree.push(NodeHash(leaf.try_into().unwrap()));
-    }
-    for tile in tree.take_writes() {
-        let id = tile.id();
-        conn.execute(
-            "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![log, id.level, id.index as i64, id.width, tile.hashes],
-        )
-        .unwrap();
+/// Another, empty store of the same kind as `backend`: for PostgreSQL a schema of its own.
+fn fresh(backend: &Backend) -> Backend {
+    match backend {
+        Backend::Sqlite => Backend::Sqlite,
+        Backend::Postgres(_) => Backend::postgres().expect("PostgreSQL went away"),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monitor_catches_rewritten_truncated_and_foreign_histories() {
+/// A copy of a stopped server: its data directory `from` goes to `to`, and the store of
+/// `backend` (on SQLite, in the data directory) to a store of the same kind, answered.
+async fn copy_store(backend: &Backend, from: &Path, to: &Path) -> Backend {
+    copy_dir(from, to);
+    let Backend::Postgres(schema) = backend else {
+        return Backend::Sqlite;
+    };
+    let copy = fresh(backend);
+    let Backend::Postgres(target) = &copy else {
+        unreachable!("a fresh PostgreSQL store")
+    };
+    let run = stele(&["migrate", "--database-url", &target.url]);
+    run.assert_ok();
+    // Row for row, ids included; the months of the events need their partitions first,
+    // and the identity columns must go on after the copied ids.
+    let source = schema.name.clone();
+    let url = target.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO logs OVERRIDING SYSTEM VALUE SELECT * FROM {source}.logs;
+                 SELECT stele_create_partition(m) FROM (SELECT DISTINCT
+                     date_trunc('month', received_at AT TIME ZONE 'UTC')::date AS m
+                     FROM {source}.events) AS months;
+                 INSERT INTO events SELECT * FROM {source}.events;
+                 INSERT INTO event_ids SELECT * FROM {source}.event_ids;
+                 INSERT INTO tiles SELECT * FROM {source}.tiles;
+                 INSERT INTO checkpoints OVERRIDING SYSTEM VALUE
+                     SELECT * FROM {source}.checkpoints;
+                 SELECT setval(pg_get_serial_sequence('logs', 'log_id'), max(log_id))
+                     FROM logs;
+                 SELECT setval(pg_get_serial_sequence('checkpoints', 'checkpoint_id'),
+                     max(checkpoint_id)) FROM checkpoints;"
+            ))
+            .unwrap_or_else(|e| panic!("copying schema {source}: {e:?}"));
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    copy
+}
+
+/// What a tamperer with write access to a stopped server's store does here, the same on
+/// either backend.
+trait Tamper {
+    /// Disables the append-only triggers (and the foreign keys) for this connection.
+    fn drop_triggers(&mut self);
+    fn log_id(&mut self, tenant: &str) -> i64;
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8>;
+    /// Rewrites the bytes and leaf hash of one event.
+    fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]);
+    /// Removes the events from `size` on (with their id lookups) and the checkpoints
+    /// beyond `size`, and records the log as `size` long.
+    fn cut(&mut self, tenant: &str, size: u64);
+    fn size(&mut self, tenant: &str) -> u64;
+    /// The stored leaf hashes of a log, in seq order.
+    fn leaves(&mut self, tenant: &str) -> Vec<NodeHash>;
+    /// Replaces every tile row of a log with `tiles`.
+    fn replace_tiles(&mut self, tenant: &str, tiles: &[Tile]);
+}
+
+/// Runs `f` on the store of `backend` (whose data directory is `data`) on a blocking
+/// thread: the sync PostgreSQL client may not be used, or dropped, on a runtime thread.
+async fn tamper<R: Send + 'static>(
+    backend: &Backend,
+    data: &Path,
+    f: impl FnOnce(&mut dyn Tamper) -> R + Send + 'static,
+) -> R {
+    let (backend, data) = (backend.clone(), data.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut db: Box<dyn Tamper> = match &backend {
+            Backend::Sqlite => Box::new(SqliteDb::open(&data)),
+            Backend::Postgres(schema) => Box::new(PgDb::connect(&schema.url)),
+        };
+        f(db.as_mut())
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// The tamperer's side for a truncated tail: cuts `tenant` back to `size` events with a
+/// consistent tree, and removes the checkpoints beyond it.
+fn truncate(db: &mut dyn Tamper, tenant: &str, size: u64) {
+    db.drop_triggers();
+    db.cut(tenant, size);
+    let mut tree = TileBuilder::new();
+    for leaf in db.leaves(tenant) {
+        tree.push(leaf);
+    }
+    db.replace_tiles(tenant, &tree.take_writes());
+}
+
+/// Rewrites one event of `tenant` and its leaf hash, and rebuilds the log's tiles, so that
+/// the store agrees with itself; the stored checkpoints are left alone.
+fn forge(db: &mut dyn Tamper, tenant: &str, seq: u64) {
+    db.drop_triggers();
+    let text = String::from_utf8(db.body(tenant, seq)).unwrap();
+    assert!(text.contains("\"note\":\"sample\""), "{text}");
+    let forged = text
+        .replacen("\"note\":\"sample\"", "\"note\":\"forged\"", 1)
+        .into_bytes();
+    db.set_event(tenant, seq, &forged, &stele_core::leaf_hash(&forged).0);
+    // Cutting back to the full size rebuilds the tiles from the (forged) leaf hashes.
+    let size = db.size(tenant);
+    truncate(db, tenant, size);
+}
+
+/// A stopped server's SQLite store (`<data>/stele.db`).
+struct SqliteDb {
+    conn: Connection,
+}
+
+impl SqliteDb {
+    fn open(data: &Path) -> SqliteDb {
+        let conn = Connection::open(data.join("stele.db")).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        SqliteDb { conn }
+    }
+}
+
+impl Tamper for SqliteDb {
+    fn drop_triggers(&mut self) {
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .unwrap();
+        let triggers: Vec<String> = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for name in triggers {
+            self.conn
+                .execute_batch(&format!("DROP TRIGGER \"{name}\""))
+                .unwrap();
+        }
+    }
+
+    fn log_id(&mut self, tenant: &str) -> i64 {
+        self.conn
+            .query_row("SELECT log_id FROM logs WHERE tenant = ?1", [tenant], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        let log = self.log_id(tenant);
+        self.conn
+            .query_row(
+                "SELECT body FROM events WHERE log_id = ?1 AND seq = ?2",
+                params![log, seq as i64],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]) {
+        let log = self.log_id(tenant);
+        let n = self
+            .conn
+            .execute(
+                "UPDATE events SET body = ?3, leaf_hash = ?4 WHERE log_id = ?1 AND seq = ?2",
+                params![log, seq as i64, body, leaf],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn cut(&mut self, tenant: &str, size: u64) {
+        let log = self.log_id(tenant);
+        let size = size as i64;
+        for sql in [
+            "DELETE FROM events WHERE log_id = ?1 AND seq >= ?2",
+            "DELETE FROM checkpoints WHERE log_id = ?1 AND size > ?2",
+            "UPDATE logs SET size = ?2 WHERE log_id = ?1",
+        ] {
+            self.conn.execute(sql, params![log, size]).unwrap();
+        }
+    }
+
+    fn size(&mut self, tenant: &str) -> u64 {
+        self.conn
+            .query_row("SELECT size FROM logs WHERE tenant = ?1", [tenant], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64
+    }
+
+    fn leaves(&mut self, tenant: &str) -> Vec<NodeHash> {
+        let log = self.log_id(tenant);
+        self.conn
+            .prepare("SELECT leaf_hash FROM events WHERE log_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([log], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|h| NodeHash(h.unwrap().try_into().unwrap()))
+            .collect()
+    }
+
+    fn replace_tiles(&mut self, tenant: &str, tiles: &[Tile]) {
+        let log = self.log_id(tenant);
+        self.conn
+            .execute("DELETE FROM tiles WHERE log_id = ?1", [log])
+            .unwrap();
+        for tile in tiles {
+            let id = tile.id();
+            self.conn
+                .execute(
+                    "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![log, id.level, id.index as i64, id.width, tile.hashes],
+                )
+                .unwrap();
+        }
+    }
+}
+
+/// A stopped server's PostgreSQL store (its scratch schema), through the test database's
+/// superuser. Only ever used on a blocking thread (see [`tamper`]).
+struct PgDb {
+    client: ::postgres::Client,
+}
+
+impl PgDb {
+    fn connect(url: &str) -> PgDb {
+        let client = ::postgres::Client::connect(url, ::postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        PgDb { client }
+    }
+}
+
+impl Tamper for PgDb {
+    fn drop_triggers(&mut self) {
+        // A superuser's session in replica mode fires no ordinary trigger: neither the
+        // append-only ones nor those that enforce the foreign keys.
+        self.client
+            .batch_execute("SET session_replication_role = replica")
+            .unwrap();
+    }
+
+    fn log_id(&mut self, tenant: &str) -> i64 {
+        self.client
+            .query_one("SELECT log_id FROM logs WHERE tenant = $1", &[&tenant])
+            .unwrap()
+            .get(0)
+    }
+
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        let log = self.log_id(tenant);
+        self.client
+            .query_one(
+                "SELECT body FROM events WHERE log_id = $1 AND seq = $2",
+                &[&log, &(seq as i64)],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]) {
+        let log = self.log_id(tenant);
+        let n = self
+            .client
+            .execute(
+                "UPDATE events SET body = $3, leaf_hash = $4 WHERE log_id = $1 AND seq = $2",
+                &[&log, &(seq as i64), &body, &leaf],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn cut(&mut self, tenant: &str, size: u64) {
+        let log = self.log_id(tenant);
+        let size = size as i64;
+        for sql in [
+            "DELETE FROM events WHERE log_id = $1 AND seq >= $2",
+            "DELETE FROM event_ids WHERE log_id = $1 AND seq >= $2",
+            "DELETE FROM checkpoints WHERE log_id = $1 AND size > $2",
+            "UPDATE logs SET size = $2 WHERE log_id = $1",
+        ] {
+            self.client.execute(sql, &[&log, &size]).unwrap();
+        }
+    }
+
+    fn size(&mut self, tenant: &str) -> u64 {
+        self.client
+            .query_one("SELECT size FROM logs WHERE tenant = $1", &[&tenant])
+            .unwrap()
+            .get::<_, i64>(0) as u64
+    }
+
+    fn leaves(&mut self, tenant: &str) -> Vec<NodeHash> {
+        let log = self.log_id(tenant);
+        self.client
+            .query(
+                "SELECT leaf_hash FROM events WHERE log_id = $1 ORDER BY seq",
+                &[&log],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| NodeHash(r.get::<_, Vec<u8>>(0).try_into().unwrap()))
+            .collect()
+    }
+
+    fn replace_tiles(&mut self, tenant: &str, tiles: &[Tile]) {
+        let log = self.log_id(tenant);
+        self.client
+            .execute("DELETE FROM tiles WHERE log_id = $1", &[&log])
+            .unwrap();
+        for tile in tiles {
+            let id = tile.id();
+            self.client
+                .execute(
+                    "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &log,
+                        &i16::from(id.level),
+                        &(id.index as i64),
+                        &(id.width as i16),
+                        &tile.hashes,
+                    ],
+                )
+                .unwrap();
+        }
+    }
+}
+
+async fn monitor_catches_rewritten_truncated_and_foreign_histories(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
-    let server = Server::start(&original, Some(CONFIG));
+    let server = start(&backend, &original, Some(CONFIG));
     grow(&server, "acme", 0, 300, 300).await;
     let monitor = Monitor {
         key: verifier_key(&original),
@@ -309,14 +587,15 @@ async fn monitor_catches_rewritten_truncated_and_foreign_histories() {
     let remembered = monitor.state_bytes();
     server.stop();
     let copy = dir.path().join("truncated");
-    copy_dir(&original, &copy);
+    let copied = copy_store(&backend, &original, &copy).await;
 
-    // 1. Another history of the log, signed with the same key: first as long as the
-    //    remembered one, then longer.
+    // 1. Another history of the log (in a store of its own), signed with the same key:
+    //    first as long as the remembered one, then longer.
     let key_file = original.join("signing.key");
     let forked = dir.path().join("forked");
+    let forked_store = fresh(&backend);
     let config = format!("{CONFIG}signing_key = \"{}\"\n", path(&key_file));
-    let server = Server::start(&forked, Some(&config));
+    let server = start(&forked_store, &forked, Some(&config));
     grow(&server, "acme", 5000, 300, 300).await;
     let run = monitor.run(&server, &[]);
     run.assert_fails_naming(
@@ -338,10 +617,11 @@ async fn monitor_catches_rewritten_truncated_and_foreign_histories() {
     assert_eq!(monitor.state_bytes(), remembered);
     server.stop();
 
-    // 2. The original history with its tail cut off and re-signed at the new size.
-    truncate(&copy, "acme", 250);
+    // 2. The original history (a copy of its store) with its tail cut off and re-signed at
+    //    the new size.
+    tamper(&copied, &copy, |db| truncate(db, "acme", 250)).await;
     std::fs::remove_dir_all(copy.join("index")).unwrap();
-    let server = Server::start(&copy, Some(CONFIG));
+    let server = start(&copied, &copy, Some(CONFIG));
     wait_checkpoint(&server, "acme", 250).await;
     let run = monitor.run(&server, &[]);
     run.assert_fails_naming(
@@ -350,9 +630,11 @@ async fn monitor_catches_rewritten_truncated_and_foreign_histories() {
     assert_eq!(monitor.state_bytes(), remembered);
     server.stop();
 
-    // 3. A server with a key of its own (same key name, as a default install has).
+    // 3. A server with a store and a key of its own (same key name, as a default install
+    //    has).
     let foreign = dir.path().join("foreign");
-    let server = Server::start(&foreign, Some(CONFIG));
+    let foreign_store = fresh(&backend);
+    let server = start(&foreign_store, &foreign, Some(CONFIG));
     grow(&server, "acme", 0, 400, 400).await;
     let run = monitor.run(&server, &[]);
     run.assert_fails_naming("log acme, checkpoint: not signed by localhost/stele");
@@ -360,7 +642,7 @@ async fn monitor_catches_rewritten_truncated_and_foreign_histories() {
     server.stop();
 
     // The true server, grown meanwhile, still checks out against the remembered state.
-    let server = Server::start(&original, Some(CONFIG));
+    let server = start(&backend, &original, Some(CONFIG));
     grow(&server, "acme", 300, 100, 400).await;
     let run = monitor.run(&server, &[]);
     run.assert_ok();
@@ -368,56 +650,10 @@ async fn monitor_catches_rewritten_truncated_and_foreign_histories() {
     server.stop();
 }
 
-/// Rewrites one event of `tenant` and its leaf hash, and rebuilds the log's tiles, so that
-/// the store agrees with itself; the stored checkpoints are left alone.
-fn forge(data: &Path, tenant: &str, seq: u64) {
-    let conn = Connection::open(data.join("stele.db")).unwrap();
-    for trigger in ["events_no_update", "tiles_no_delete"] {
-        conn.execute_batch(&format!("DROP TRIGGER {trigger}"))
-            .unwrap();
-    }
-    let log: i64 = conn
-        .query_row("SELECT log_id FROM logs WHERE tenant = ?1", [tenant], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let body: Vec<u8> = conn
-        .query_row(
-            "SELECT body FROM events WHERE log_id = ?1 AND seq = ?2",
-            params![log, seq as i64],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let text = String::from_utf8(body).unwrap();
-    assert!(text.contains("\"note\":\"sample\""), "{text}");
-    let forged = text
-        .replacen("\"note\":\"sample\"", "\"note\":\"forged\"", 1)
-        .into_bytes();
-    conn.execute(
-        "UPDATE events SET body = ?3, leaf_hash = ?4 WHERE log_id = ?1 AND seq = ?2",
-        params![
-            log,
-            seq as i64,
-            &forged,
-            &stele_core::leaf_hash(&forged).0[..]
-        ],
-    )
-    .unwrap();
-    let size: i64 = conn
-        .query_row("SELECT size FROM logs WHERE log_id = ?1", [log], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    drop(conn);
-    // Cutting back to the full size rebuilds the tiles from the (forged) leaf hashes.
-    truncate(data, tenant, size as u64);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monitor_catches_a_store_forged_behind_the_servers_back() {
+async fn monitor_catches_a_store_forged_behind_the_servers_back(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, Some(CONFIG));
+    let server = start(&backend, &data, Some(CONFIG));
     grow(&server, "acme", 0, 300, 300).await;
     let monitor = Monitor {
         key: verifier_key(&data),
@@ -427,11 +663,11 @@ async fn monitor_catches_a_store_forged_behind_the_servers_back() {
     server.stop();
 
     // Someone with write access to the store rewrites an old event and the whole tree.
-    forge(&data, "acme", 100);
+    tamper(&backend, &data, |db| forge(db, "acme", 100)).await;
     std::fs::remove_dir_all(data.join("index")).unwrap();
 
     // The server, unaware, signs the forged tree with the real key as the log grows.
-    let server = Server::start(&data, Some(CONFIG));
+    let server = start(&backend, &data, Some(CONFIG));
     grow(&server, "acme", 300, 100, 400).await;
     // Every entry is included in the tree the server now signs…
     let fresh = Monitor {
@@ -447,7 +683,10 @@ async fn monitor_catches_a_store_forged_behind_the_servers_back() {
     server.stop();
 
     // Offline, the checkpoint signed before the forgery gives it away as well.
-    let run = stele(&["verify", "--data", path(&data), "--key", &monitor.key]);
+    let store = backend.store_args();
+    let mut args = vec!["verify", "--data", path(&data), "--key", &monitor.key];
+    args.extend(store.iter().map(String::as_str));
+    let run = stele(&args);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(
         run.problems()
@@ -465,13 +704,12 @@ async fn monitor_catches_a_store_forged_behind_the_servers_back() {
 
 /// A log that has events but no checkpoint yet (created less than a checkpoint interval
 /// ago) is not a problem: the run passes, says so, and remembers the other logs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monitor_does_not_fail_on_a_log_not_signed_yet() {
+async fn monitor_does_not_fail_on_a_log_not_signed_yet(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // The first checkpoint is signed at once; the next not before ten minutes.
     let config = "[log]\ncheckpoint_interval_ms = 600000\n";
-    let server = Server::start(&data, Some(config));
+    let server = start(&backend, &data, Some(config));
     grow(&server, "acme", 0, 10, 10).await;
     ingest(&server, &[tenant_event("globex", 10)]).await;
     let (status, logs) = get(&server, "/v1/logs").await;
@@ -492,3 +730,10 @@ async fn monitor_does_not_fail_on_a_log_not_signed_yet() {
     assert_eq!(monitor.state()["logs"]["acme"]["size"], 10);
     server.stop();
 }
+
+crate::on_both_backends!(
+    monitor_follows_a_growing_log,
+    monitor_catches_rewritten_truncated_and_foreign_histories,
+    monitor_catches_a_store_forged_behind_the_servers_back,
+    monitor_does_not_fail_on_a_log_not_signed_yet,
+);

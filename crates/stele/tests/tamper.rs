@@ -1,20 +1,25 @@
-//! `stele verify --data`: a store written by the real server, then tampered with the way
-//! someone with write access to the data directory would (drop the append-only triggers,
-//! edit rows), must fail verification with each discrepancy named by its place.
+//! `stele verify`: a store written by the real server, then tampered with the way someone
+//! with write access to it would (disable the append-only triggers, edit rows), must fail
+//! verification with each discrepancy named by its place. Every scenario runs on both
+//! backends (see `on_both_backends!` at the end): SQLite (`<data>/stele.db`, checked with
+//! `--data`) and PostgreSQL (a scratch schema, checked with `--database-url`), written once
+//! against the [`Tamper`] trait.
 
 mod common;
 
 use common::*;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde_json::{Value, json};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use stele_core::leaf_hash;
 use stele_core::merkle::NodeHash;
 use stele_core::note::{Checkpoint, Note, SignerKey};
-use stele_core::tiles::TileBuilder;
+use stele_core::tiles::{Tile, TileBuilder};
 use tempfile::TempDir;
+use uuid::Uuid;
 
 /// Checkpoints every 100 ms, so that each request of the fixture gets its own.
 const CONFIG: &str = "[log]\ncheckpoint_interval_ms = 100\n";
@@ -32,64 +37,100 @@ const ACME: u64 = 520;
 const GLOBEX: u64 = 80;
 const TOTAL: u64 = ACME + GLOBEX;
 
-/// A stopped server's data directory and the verifier key of its checkpoints.
+/// A stopped server's store and data directory, and the verifier key of its checkpoints.
 struct Fixture {
     dir: TempDir,
     data: PathBuf,
     key: String,
+    backend: Backend,
 }
 
 impl Fixture {
-    /// Runs a server, stores the events of [`PLAN`] (each request checkpointed), waits for
-    /// the index, stops it gracefully and reads its verifier key.
-    fn build() -> Fixture {
+    /// Runs a server on `backend`, stores the events of [`PLAN`] (each request
+    /// checkpointed), waits for the index, stops it gracefully and reads its verifier key.
+    async fn build(backend: Backend) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let server = Server::start(&data, Some(CONFIG));
-            let mut sizes = std::collections::HashMap::new();
-            let mut i = 0;
-            for &(tenant, n) in PLAN {
-                let events: Vec<Value> = (i..i + n).map(|i| tenant_event(tenant, i)).collect();
-                i += n;
-                let receipts = ingest(&server, &events).await;
-                assert_eq!(receipts.len(), n);
-                let size = sizes.entry(tenant).or_insert(0u64);
-                *size += n as u64;
-                wait_checkpoint(&server, tenant, *size).await;
-            }
-            wait_indexed(&server, "acme", ACME - 1).await;
-            wait_indexed(&server, "globex", GLOBEX - 1).await;
-            server.stop();
-        });
-        let key = stele(&["keys", "public", "--data", path(&data)]);
-        assert_eq!(key.code, 0, "keys public: {}", key.stderr);
-        let key = key.stdout.trim().to_string();
-        Fixture { dir, data, key }
+        let server = start(&backend, &data, Some(CONFIG));
+        let mut sizes = std::collections::HashMap::new();
+        let mut i = 0;
+        for &(tenant, n) in PLAN {
+            let events: Vec<Value> = (i..i + n).map(|i| tenant_event(tenant, i)).collect();
+            i += n;
+            let receipts = ingest(&server, &events).await;
+            assert_eq!(receipts.len(), n);
+            let size = sizes.entry(tenant).or_insert(0u64);
+            *size += n as u64;
+            wait_checkpoint(&server, tenant, *size).await;
+        }
+        wait_indexed(&server, "acme", ACME - 1).await;
+        wait_indexed(&server, "globex", GLOBEX - 1).await;
+        server.stop();
+        let key = verifier_key(&data);
+        Fixture {
+            dir,
+            data,
+            key,
+            backend,
+        }
     }
 
-    /// `stele verify --data <data> --key <key> <extra…>`.
+    /// `stele verify --data <data> <store…> --key <key> <extra…>`.
     fn verify(&self, extra: &[&str]) -> Run {
-        self.verify_dir(&self.data, extra)
-    }
-
-    fn verify_dir(&self, data: &Path, extra: &[&str]) -> Run {
-        let mut args = vec!["verify", "--data", path(data), "--key", &self.key];
+        let mut args = vec!["--key", &self.key];
         args.extend_from_slice(extra);
-        stele(&args)
+        self.verify_unkeyed(&args)
     }
 
-    /// A copy of the data directory, for a second tampering of the same history.
-    fn copy(&self, name: &str) -> PathBuf {
-        let to = self.dir.path().join(name);
-        copy_dir(&self.data, &to);
-        to
+    /// `stele verify --data <data> <store…> <extra…>`: without `--key` in `extra`, the key
+    /// in the data directory is used.
+    fn verify_unkeyed(&self, extra: &[&str]) -> Run {
+        verify_at(&self.data, &self.backend, extra)
     }
 
-    fn db(&self) -> Db {
-        Db::open(&self.data)
+    /// Opens the store for writing like a tamperer would and runs `f` on it. The sync
+    /// PostgreSQL client may not be used (or dropped) on a runtime thread, so `f` runs on a
+    /// blocking thread, where the connection is closed too.
+    async fn tamper<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tamper) -> R + Send + 'static,
+    ) -> R {
+        tamper(&self.backend, &self.data, f).await
     }
+}
+
+/// Runs `f` on the store of `backend` (whose data directory is `data`) on a blocking
+/// thread; a panic in `f` fails the test with its own message.
+async fn tamper<R: Send + 'static>(
+    backend: &Backend,
+    data: &Path,
+    f: impl FnOnce(&mut dyn Tamper) -> R + Send + 'static,
+) -> R {
+    let (backend, data) = (backend.clone(), data.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut db: Box<dyn Tamper> = match &backend {
+            Backend::Sqlite => Box::new(SqliteDb::open(&data)),
+            Backend::Postgres(schema) => Box::new(PgDb::connect(&schema.url)),
+        };
+        f(db.as_mut())
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// `stele verify --data <data> <the store of backend…> <extra…>`.
+fn verify_at(data: &Path, backend: &Backend, extra: &[&str]) -> Run {
+    let store = backend.store_args();
+    let mut args = vec!["verify", "--data", path(data)];
+    args.extend(store.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    stele(&args)
+}
+
+fn verifier_key(data: &Path) -> String {
+    let key = stele(&["keys", "public", "--data", path(data)]);
+    assert_eq!(key.code, 0, "keys public: {}", key.stderr);
+    key.stdout.trim().to_string()
 }
 
 fn tenant_event(tenant: &str, i: usize) -> Value {
@@ -100,19 +141,6 @@ fn tenant_event(tenant: &str, i: usize) -> Value {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The size line of the latest checkpoint of `tenant`, if it has one.
@@ -209,20 +237,107 @@ struct CheckpointRow {
     note: String,
 }
 
-/// The stopped server's SQLite store, opened for writing like a tamperer would.
-struct Db {
+/// What a tamperer with write access can do to a store, the same on either backend. Seqs
+/// and sizes are those of the log of `tenant`; each method panics if the store refuses,
+/// except the `try_*` ones, which answer the refusal.
+trait Tamper {
+    /// What a tamperer does first: disable every append-only trigger (and the foreign
+    /// keys) for this connection.
+    fn drop_triggers(&mut self);
+    fn log_id(&mut self, tenant: &str) -> i64;
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8>;
+    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8>;
+    /// Rewrites the bytes and leaf hash of one event.
+    fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]);
+    /// Deletes the events of `seqs` (with their id lookups): how many.
+    fn try_delete_events(&mut self, tenant: &str, seqs: Range<u64>) -> Result<u64, String>;
+    /// Moves every event from `seq` on one place up, and the log's size with them.
+    fn shift_events(&mut self, tenant: &str, from: u64);
+    /// Stores a new event (with its id lookup) at the free position `seq`, received when
+    /// the event before it was; its leaf hash is computed from `body`.
+    fn insert_event(&mut self, tenant: &str, seq: u64, id: Uuid, body: &[u8]);
+    fn set_log_size(&mut self, tenant: &str, size: u64);
+    /// Deletes the `logs` row of `tenant`, leaving its other rows: how many.
+    fn try_delete_log(&mut self, tenant: &str) -> Result<u64, String>;
+    /// The stored leaf hashes of a log, in seq order.
+    fn leaves(&mut self, tenant: &str) -> Vec<NodeHash>;
+    fn delete_tiles(&mut self, tenant: &str);
+    fn insert_tile(&mut self, tenant: &str, tile: &Tile);
+    /// The tile row (level, index) of a log: (width, hashes).
+    fn tile(&mut self, tenant: &str, level: u8, index: u64) -> (u16, Vec<u8>);
+    fn set_tile(&mut self, tenant: &str, level: u8, index: u64, hashes: &[u8]);
+    /// A log's checkpoints in the order `stele verify` numbers them (by size, then id).
+    fn checkpoints(&mut self, tenant: &str) -> Vec<CheckpointRow>;
+    fn set_note(&mut self, id: i64, note: &str);
+    fn set_checkpoint_size(&mut self, id: i64, size: u64);
+    fn insert_checkpoint(&mut self, tenant: &str, size: u64, note: &str);
+    fn count(&mut self, table: &str) -> u64;
+
+    /// Rewrites an event consistently: its leaf hash is recomputed from the new bytes.
+    fn forge_event(&mut self, tenant: &str, seq: u64, body: &[u8]) {
+        self.set_event(tenant, seq, body, &leaf_hash(body).0);
+    }
+
+    /// Replaces every tile row of a log with the tiles of its stored leaf hashes, so that
+    /// the tree agrees with the (tampered) events.
+    fn rebuild_tiles(&mut self, tenant: &str) {
+        self.delete_tiles(tenant);
+        let mut tree = TileBuilder::new();
+        for leaf in self.leaves(tenant) {
+            tree.push(leaf);
+        }
+        for tile in tree.take_writes() {
+            self.insert_tile(tenant, &tile);
+        }
+    }
+
+    /// The checkpoint of `tenant` at `size` (the fixture has one per size).
+    fn checkpoint_at(&mut self, tenant: &str, size: u64) -> CheckpointRow {
+        let all = self.checkpoints(tenant);
+        let found: Vec<_> = all.iter().filter(|c| c.size == size).collect();
+        assert_eq!(found.len(), 1, "checkpoints of {tenant}: {all:?}");
+        found[0].clone()
+    }
+
+    /// How `stele verify` names the checkpoint row `id` of `tenant`.
+    fn checkpoint_place(&mut self, tenant: &str, id: i64) -> String {
+        let all = self.checkpoints(tenant);
+        let i = all.iter().position(|c| c.id == id).expect("a stored row");
+        format!("log {tenant}, checkpoint #{} (size {})", i + 1, all[i].size)
+    }
+}
+
+/// A range of seqs as SQL bounds.
+fn bounds(seqs: &Range<u64>) -> (i64, i64) {
+    let clamp = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    (clamp(seqs.start), clamp(seqs.end))
+}
+
+/// The stopped server's SQLite store (`<data>/stele.db`).
+struct SqliteDb {
     conn: Connection,
 }
 
-impl Db {
-    fn open(data: &Path) -> Db {
+impl SqliteDb {
+    fn open(data: &Path) -> SqliteDb {
         let conn = Connection::open(data.join("stele.db")).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        Db { conn }
+        SqliteDb { conn }
     }
 
-    /// What a tamperer does first: drop every append-only trigger.
-    fn drop_triggers(&self) {
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> u64 {
+        self.conn
+            .execute(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {e}")) as u64
+    }
+}
+
+impl Tamper for SqliteDb {
+    fn drop_triggers(&mut self) {
+        // Foreign keys are a per-connection choice in SQLite, and the tamperer's.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .unwrap();
         let names: Vec<String> = self
             .conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
@@ -231,10 +346,6 @@ impl Db {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert!(
-            names.iter().any(|n| n == "events_no_update"),
-            "expected the append-only triggers, found {names:?}"
-        );
         for name in names {
             self.conn
                 .execute_batch(&format!("DROP TRIGGER \"{name}\""))
@@ -242,7 +353,7 @@ impl Db {
         }
     }
 
-    fn log_id(&self, tenant: &str) -> i64 {
+    fn log_id(&mut self, tenant: &str) -> i64 {
         self.conn
             .query_row("SELECT log_id FROM logs WHERE tenant = ?1", [tenant], |r| {
                 r.get(0)
@@ -250,107 +361,147 @@ impl Db {
             .unwrap()
     }
 
-    fn body(&self, tenant: &str, seq: u64) -> Vec<u8> {
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        let log = self.log_id(tenant);
         self.conn
             .query_row(
                 "SELECT body FROM events WHERE log_id = ?1 AND seq = ?2",
-                params![self.log_id(tenant), seq as i64],
+                params![log, seq as i64],
                 |r| r.get(0),
             )
             .unwrap()
     }
 
-    fn leaf(&self, tenant: &str, seq: u64) -> Vec<u8> {
+    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        let log = self.log_id(tenant);
         self.conn
             .query_row(
                 "SELECT leaf_hash FROM events WHERE log_id = ?1 AND seq = ?2",
-                params![self.log_id(tenant), seq as i64],
+                params![log, seq as i64],
                 |r| r.get(0),
             )
             .unwrap()
     }
 
-    /// Rewrites the bytes and leaf hash of one event (needs the update trigger gone).
-    fn set_event(&self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]) {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE events SET body = ?3, leaf_hash = ?4 WHERE log_id = ?1 AND seq = ?2",
-                params![self.log_id(tenant), seq as i64, body, leaf],
-            )
-            .unwrap();
+    fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]) {
+        let log = self.log_id(tenant);
+        let n = self.execute(
+            "UPDATE events SET body = ?3, leaf_hash = ?4 WHERE log_id = ?1 AND seq = ?2",
+            params![log, seq as i64, body, leaf],
+        );
         assert_eq!(n, 1);
     }
 
-    /// Rewrites an event consistently: its leaf hash is recomputed from the new bytes.
-    fn forge_event(&self, tenant: &str, seq: u64, body: &[u8]) {
-        self.set_event(tenant, seq, body, &leaf_hash(body).0);
+    fn try_delete_events(&mut self, tenant: &str, seqs: Range<u64>) -> Result<u64, String> {
+        let log = self.log_id(tenant);
+        let (from, to) = bounds(&seqs);
+        self.conn
+            .execute(
+                "DELETE FROM events WHERE log_id = ?1 AND seq >= ?2 AND seq < ?3",
+                params![log, from, to],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string())
     }
 
-    /// The stored leaf hashes of a log, in seq order.
-    fn leaves(&self, tenant: &str) -> Vec<NodeHash> {
+    fn shift_events(&mut self, tenant: &str, from: u64) {
+        let log = self.log_id(tenant);
+        // In two steps, so that no position is taken twice on the way.
+        self.execute(
+            "UPDATE events SET seq = seq + 1000000 WHERE log_id = ?1 AND seq >= ?2",
+            params![log, from as i64],
+        );
+        self.execute(
+            "UPDATE events SET seq = seq - 999999 WHERE log_id = ?1 AND seq >= 1000000",
+            [log],
+        );
+        self.execute("UPDATE logs SET size = size + 1 WHERE log_id = ?1", [log]);
+    }
+
+    fn insert_event(&mut self, tenant: &str, seq: u64, id: Uuid, body: &[u8]) {
+        let log = self.log_id(tenant);
+        self.execute(
+            "INSERT INTO events (log_id, seq, id, leaf_hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                log,
+                seq as i64,
+                &id.as_bytes()[..],
+                &leaf_hash(body).0[..],
+                body
+            ],
+        );
+    }
+
+    fn set_log_size(&mut self, tenant: &str, size: u64) {
+        let log = self.log_id(tenant);
+        let n = self.execute(
+            "UPDATE logs SET size = ?2 WHERE log_id = ?1",
+            params![log, size as i64],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn try_delete_log(&mut self, tenant: &str) -> Result<u64, String> {
+        self.conn
+            .execute("DELETE FROM logs WHERE tenant = ?1", [tenant])
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string())
+    }
+
+    fn leaves(&mut self, tenant: &str) -> Vec<NodeHash> {
+        let log = self.log_id(tenant);
         self.conn
             .prepare("SELECT leaf_hash FROM events WHERE log_id = ?1 ORDER BY seq")
             .unwrap()
-            .query_map([self.log_id(tenant)], |r| r.get::<_, Vec<u8>>(0))
+            .query_map([log], |r| r.get::<_, Vec<u8>>(0))
             .unwrap()
             .map(|h| NodeHash(h.unwrap().try_into().unwrap()))
             .collect()
     }
 
-    /// Replaces every tile row of a log with the tiles of its stored leaf hashes, so that
-    /// the tree agrees with the (tampered) events.
-    fn rebuild_tiles(&self, tenant: &str) {
+    fn delete_tiles(&mut self, tenant: &str) {
         let log = self.log_id(tenant);
-        self.conn
-            .execute("DELETE FROM tiles WHERE log_id = ?1", [log])
-            .unwrap();
-        let mut tree = TileBuilder::new();
-        for leaf in self.leaves(tenant) {
-            tree.push(leaf);
-        }
-        for tile in tree.take_writes() {
-            let id = tile.id();
-            self.conn
-                .execute(
-                    "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![log, id.level, id.index as i64, id.width, tile.hashes],
-                )
-                .unwrap();
-        }
+        self.execute("DELETE FROM tiles WHERE log_id = ?1", [log]);
     }
 
-    /// The tile row (level, index) of a log: (width, hashes).
-    fn tile(&self, tenant: &str, level: u8, index: u64) -> (u16, Vec<u8>) {
+    fn insert_tile(&mut self, tenant: &str, tile: &Tile) {
+        let log = self.log_id(tenant);
+        let id = tile.id();
+        self.execute(
+            "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![log, id.level, id.index as i64, id.width, tile.hashes],
+        );
+    }
+
+    fn tile(&mut self, tenant: &str, level: u8, index: u64) -> (u16, Vec<u8>) {
+        let log = self.log_id(tenant);
         self.conn
             .query_row(
                 "SELECT width, hashes FROM tiles WHERE log_id = ?1 AND level = ?2 AND idx = ?3",
-                params![self.log_id(tenant), level, index as i64],
+                params![log, level, index as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
     }
 
-    fn set_tile(&self, tenant: &str, level: u8, index: u64, hashes: &[u8]) {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE tiles SET hashes = ?4 WHERE log_id = ?1 AND level = ?2 AND idx = ?3",
-                params![self.log_id(tenant), level, index as i64, hashes],
-            )
-            .unwrap();
+    fn set_tile(&mut self, tenant: &str, level: u8, index: u64, hashes: &[u8]) {
+        let log = self.log_id(tenant);
+        let n = self.execute(
+            "UPDATE tiles SET hashes = ?4 WHERE log_id = ?1 AND level = ?2 AND idx = ?3",
+            params![log, level, index as i64, hashes],
+        );
         assert_eq!(n, 1);
     }
 
-    /// A log's checkpoints in the order `stele verify` numbers them (by size, then id).
-    fn checkpoints(&self, tenant: &str) -> Vec<CheckpointRow> {
+    fn checkpoints(&mut self, tenant: &str) -> Vec<CheckpointRow> {
+        let log = self.log_id(tenant);
         self.conn
             .prepare(
                 "SELECT checkpoint_id, size, note FROM checkpoints WHERE log_id = ?1
                  ORDER BY size, checkpoint_id",
             )
             .unwrap()
-            .query_map([self.log_id(tenant)], |r| {
+            .query_map([log], |r| {
                 Ok(CheckpointRow {
                     id: r.get(0)?,
                     size: r.get::<_, i64>(1)? as u64,
@@ -362,38 +513,288 @@ impl Db {
             .unwrap()
     }
 
-    /// The checkpoint of `tenant` at `size` (the fixture has one per size).
-    fn checkpoint_at(&self, tenant: &str, size: u64) -> CheckpointRow {
-        let all = self.checkpoints(tenant);
-        let found: Vec<_> = all.iter().filter(|c| c.size == size).collect();
-        assert_eq!(found.len(), 1, "checkpoints of {tenant}: {all:?}");
-        found[0].clone()
-    }
-
-    /// How `stele verify` names the checkpoint row `id` of `tenant`.
-    fn checkpoint_place(&self, tenant: &str, id: i64) -> String {
-        let all = self.checkpoints(tenant);
-        let i = all.iter().position(|c| c.id == id).expect("a stored row");
-        format!("log {tenant}, checkpoint #{} (size {})", i + 1, all[i].size)
-    }
-
-    fn set_note(&self, id: i64, note: &str) {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE checkpoints SET note = ?2 WHERE checkpoint_id = ?1",
-                params![id, note],
-            )
-            .unwrap();
+    fn set_note(&mut self, id: i64, note: &str) {
+        let n = self.execute(
+            "UPDATE checkpoints SET note = ?2 WHERE checkpoint_id = ?1",
+            params![id, note],
+        );
         assert_eq!(n, 1);
     }
 
-    fn count(&self, table: &str) -> u64 {
+    fn set_checkpoint_size(&mut self, id: i64, size: u64) {
+        let n = self.execute(
+            "UPDATE checkpoints SET size = ?2 WHERE checkpoint_id = ?1",
+            params![id, size as i64],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn insert_checkpoint(&mut self, tenant: &str, size: u64, note: &str) {
+        let log = self.log_id(tenant);
+        self.execute(
+            "INSERT INTO checkpoints (log_id, size, signed_at, note) VALUES (?1, ?2, 0, ?3)",
+            params![log, size as i64, note],
+        );
+    }
+
+    fn count(&mut self, table: &str) -> u64 {
         self.conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
             })
             .unwrap() as u64
+    }
+}
+
+/// The stopped server's PostgreSQL store: its scratch schema, through a superuser
+/// connection (the test database's `postgres`), as a tamperer with one would use it. Only
+/// ever used on a blocking thread (see [`tamper`]).
+struct PgDb {
+    client: ::postgres::Client,
+}
+
+impl PgDb {
+    fn connect(url: &str) -> PgDb {
+        let client = ::postgres::Client::connect(url, ::postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        PgDb { client }
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ::postgres::types::ToSql + Sync)]) -> u64 {
+        self.client
+            .execute(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {}", pg_error(&e)))
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> ::postgres::Row {
+        self.client
+            .query_one(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {}", pg_error(&e)))
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Vec<::postgres::Row> {
+        self.client
+            .query(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {}", pg_error(&e)))
+    }
+}
+
+/// The server's message for a database error (`stele: events are append-only`).
+fn pg_error(e: &::postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+impl Tamper for PgDb {
+    fn drop_triggers(&mut self) {
+        // A superuser's session in replica mode fires no ordinary trigger: neither the
+        // append-only ones nor those that enforce the foreign keys.
+        self.client
+            .batch_execute("SET session_replication_role = replica")
+            .unwrap();
+    }
+
+    fn log_id(&mut self, tenant: &str) -> i64 {
+        self.query_one("SELECT log_id FROM logs WHERE tenant = $1", &[&tenant])
+            .get(0)
+    }
+
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        let log = self.log_id(tenant);
+        self.query_one(
+            "SELECT body FROM events WHERE log_id = $1 AND seq = $2",
+            &[&log, &(seq as i64)],
+        )
+        .get(0)
+    }
+
+    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        let log = self.log_id(tenant);
+        self.query_one(
+            "SELECT leaf_hash FROM events WHERE log_id = $1 AND seq = $2",
+            &[&log, &(seq as i64)],
+        )
+        .get(0)
+    }
+
+    fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]) {
+        let log = self.log_id(tenant);
+        let n = self.execute(
+            "UPDATE events SET body = $3, leaf_hash = $4 WHERE log_id = $1 AND seq = $2",
+            &[&log, &(seq as i64), &body, &leaf],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn try_delete_events(&mut self, tenant: &str, seqs: Range<u64>) -> Result<u64, String> {
+        let log = self.log_id(tenant);
+        let (from, to) = bounds(&seqs);
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM events WHERE log_id = $1 AND seq >= $2 AND seq < $3",
+                &[&log, &from, &to],
+            )
+            .map_err(|e| pg_error(&e))?;
+        self.execute(
+            "DELETE FROM event_ids WHERE log_id = $1 AND seq >= $2 AND seq < $3",
+            &[&log, &from, &to],
+        );
+        Ok(n)
+    }
+
+    fn shift_events(&mut self, tenant: &str, from: u64) {
+        let log = self.log_id(tenant);
+        let from = from as i64;
+        // In two steps, so that no position is taken twice on the way.
+        self.execute(
+            "UPDATE events SET seq = seq + 1000000 WHERE log_id = $1 AND seq >= $2",
+            &[&log, &from],
+        );
+        self.execute(
+            "UPDATE events SET seq = seq - 999999 WHERE log_id = $1 AND seq >= 1000000",
+            &[&log],
+        );
+        self.execute(
+            "UPDATE event_ids SET seq = seq + 1 WHERE log_id = $1 AND seq >= $2",
+            &[&log, &from],
+        );
+        self.execute("UPDATE logs SET size = size + 1 WHERE log_id = $1", &[&log]);
+    }
+
+    fn insert_event(&mut self, tenant: &str, seq: u64, id: Uuid, body: &[u8]) {
+        let log = self.log_id(tenant);
+        let seq = seq as i64;
+        let leaf = &leaf_hash(body).0[..];
+        let n = self.execute(
+            "INSERT INTO events (log_id, seq, id, received_at, leaf_hash, body)
+             SELECT log_id, $2::bigint, $3::uuid, received_at, $4::bytea, $5::bytea FROM events
+             WHERE log_id = $1 AND seq = $2::bigint - 1",
+            &[&log, &seq, &id, &leaf, &body],
+        );
+        assert_eq!(n, 1);
+        self.execute(
+            "INSERT INTO event_ids (log_id, id, seq, received_at)
+             SELECT log_id, id, seq, received_at FROM events WHERE log_id = $1 AND seq = $2",
+            &[&log, &seq],
+        );
+    }
+
+    fn set_log_size(&mut self, tenant: &str, size: u64) {
+        let log = self.log_id(tenant);
+        let n = self.execute(
+            "UPDATE logs SET size = $2 WHERE log_id = $1",
+            &[&log, &(size as i64)],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn try_delete_log(&mut self, tenant: &str) -> Result<u64, String> {
+        self.client
+            .execute("DELETE FROM logs WHERE tenant = $1", &[&tenant])
+            .map_err(|e| pg_error(&e))
+    }
+
+    fn leaves(&mut self, tenant: &str) -> Vec<NodeHash> {
+        let log = self.log_id(tenant);
+        self.query(
+            "SELECT leaf_hash FROM events WHERE log_id = $1 ORDER BY seq",
+            &[&log],
+        )
+        .iter()
+        .map(|r| NodeHash(r.get::<_, Vec<u8>>(0).try_into().unwrap()))
+        .collect()
+    }
+
+    fn delete_tiles(&mut self, tenant: &str) {
+        let log = self.log_id(tenant);
+        self.execute("DELETE FROM tiles WHERE log_id = $1", &[&log]);
+    }
+
+    fn insert_tile(&mut self, tenant: &str, tile: &Tile) {
+        let log = self.log_id(tenant);
+        let id = tile.id();
+        self.execute(
+            "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &log,
+                &i16::from(id.level),
+                &(id.index as i64),
+                &(id.width as i16),
+                &tile.hashes,
+            ],
+        );
+    }
+
+    fn tile(&mut self, tenant: &str, level: u8, index: u64) -> (u16, Vec<u8>) {
+        let log = self.log_id(tenant);
+        let row = self.query_one(
+            "SELECT width, hashes FROM tiles WHERE log_id = $1 AND level = $2 AND idx = $3",
+            &[&log, &i16::from(level), &(index as i64)],
+        );
+        (row.get::<_, i16>(0) as u16, row.get(1))
+    }
+
+    fn set_tile(&mut self, tenant: &str, level: u8, index: u64, hashes: &[u8]) {
+        let log = self.log_id(tenant);
+        let n = self.execute(
+            "UPDATE tiles SET hashes = $4 WHERE log_id = $1 AND level = $2 AND idx = $3",
+            &[&log, &i16::from(level), &(index as i64), &hashes],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn checkpoints(&mut self, tenant: &str) -> Vec<CheckpointRow> {
+        let log = self.log_id(tenant);
+        self.query(
+            "SELECT checkpoint_id, size, note FROM checkpoints WHERE log_id = $1
+             ORDER BY size, checkpoint_id",
+            &[&log],
+        )
+        .iter()
+        .map(|r| CheckpointRow {
+            id: r.get(0),
+            size: r.get::<_, i64>(1) as u64,
+            note: r.get(2),
+        })
+        .collect()
+    }
+
+    fn set_note(&mut self, id: i64, note: &str) {
+        let n = self.execute(
+            "UPDATE checkpoints SET note = $2 WHERE checkpoint_id = $1",
+            &[&id, &note],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn set_checkpoint_size(&mut self, id: i64, size: u64) {
+        let n = self.execute(
+            "UPDATE checkpoints SET size = $2 WHERE checkpoint_id = $1",
+            &[&id, &(size as i64)],
+        );
+        assert_eq!(n, 1);
+    }
+
+    fn insert_checkpoint(&mut self, tenant: &str, size: u64, note: &str) {
+        let log = self.log_id(tenant);
+        self.execute(
+            "INSERT INTO checkpoints (log_id, size, signed_at, note) VALUES ($1, $2, 0, $3)",
+            &[&log, &(size as i64), &note],
+        );
+    }
+
+    fn count(&mut self, table: &str) -> u64 {
+        self.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .get::<_, i64>(0) as u64
     }
 }
 
@@ -435,14 +836,18 @@ fn root_at(leaves: &[NodeHash], size: u64) -> NodeHash {
     tree.root()
 }
 
-#[test]
-fn untouched_store_verifies() {
-    let f = Fixture::build();
-    let (tiles, checkpoints) = {
-        let db = f.db();
-        assert_eq!(db.count("events"), TOTAL);
-        (db.count("tiles"), db.count("checkpoints"))
-    };
+async fn untouched_store_verifies(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let (events, tiles, checkpoints) = f
+        .tamper(|db| {
+            (
+                db.count("events"),
+                db.count("tiles"),
+                db.count("checkpoints"),
+            )
+        })
+        .await;
+    assert_eq!(events, TOTAL);
     // acme: tile/0/000, tile/0/001, tile/0/002.p/8, tile/1/000.p/2; globex: tile/0/000.p/80.
     assert_eq!(tiles, 5);
     assert!(
@@ -486,7 +891,7 @@ fn untouched_store_verifies() {
     );
 
     // Without --key, the key in the data directory is used, and the output says so.
-    let run = stele(&["verify", "--data", path(&f.data)]);
+    let run = f.verify_unkeyed(&[]);
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(
         run.stderr.contains("note: checked with the key in"),
@@ -494,34 +899,43 @@ fn untouched_store_verifies() {
         run.stderr
     );
 
-    // A log the store does not have is a problem; a missing store cannot be checked.
+    // A log the store does not have is a problem.
     let run = f.verify(&["--tenant", "initech"]);
     run.assert_fails_naming(&["log initech, log: no such log"]);
+
+    // A missing store cannot be checked: on SQLite a data directory without one, on
+    // PostgreSQL a schema without Stele's tables.
+    let (empty, says) = match &f.backend {
+        Backend::Sqlite => (Backend::Sqlite, "no store"),
+        Backend::Postgres(_) => (
+            Backend::postgres().expect("PostgreSQL went away"),
+            "schema version 0",
+        ),
+    };
     let missing = f.dir.path().join("nowhere");
-    let run = f.verify_dir(&missing, &[]);
+    let run = verify_at(&missing, &empty, &["--key", &f.key]);
     assert_eq!(run.code, 2, "{run:#?}");
-    assert!(run.stderr.contains("no store"), "stderr: {}", run.stderr);
+    assert!(run.stderr.contains(says), "stderr: {}", run.stderr);
 }
 
-#[test]
-fn changed_byte_of_an_event_is_named_by_its_seq() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.conn
-        .execute_batch("DROP TRIGGER events_no_update")
-        .unwrap();
-    let body = db.body("acme", 300);
-    let leaf = db.leaf("acme", 300);
-    let changed = replace(&body, "\"note\":\"sample\"", "\"note\":\"Sample\"");
-    assert_eq!(changed.len(), body.len());
-    db.set_event("acme", 300, &changed, &leaf);
-    let later = db.checkpoint_at("acme", 400);
-    let earlier = db.checkpoint_at("acme", 200);
-    let (later, earlier) = (
-        db.checkpoint_place("acme", later.id),
-        db.checkpoint_place("acme", earlier.id),
-    );
-    drop(db);
+async fn changed_byte_of_an_event_is_named_by_its_seq(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let (later, earlier) = f
+        .tamper(|db| {
+            db.drop_triggers();
+            let body = db.body("acme", 300);
+            let leaf = db.leaf("acme", 300);
+            let changed = replace(&body, "\"note\":\"sample\"", "\"note\":\"Sample\"");
+            assert_eq!(changed.len(), body.len());
+            db.set_event("acme", 300, &changed, &leaf);
+            let later = db.checkpoint_at("acme", 400);
+            let earlier = db.checkpoint_at("acme", 200);
+            (
+                db.checkpoint_place("acme", later.id),
+                db.checkpoint_place("acme", earlier.id),
+            )
+        })
+        .await;
 
     let run = f.verify(&[]);
     run.assert_fails_naming(&[
@@ -550,20 +964,16 @@ fn changed_byte_of_an_event_is_named_by_its_seq() {
     );
 }
 
-#[test]
-fn deleted_event_is_named_as_missing() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    let n = db
-        .conn
-        .execute(
-            "DELETE FROM events WHERE log_id = ?1 AND seq = 300",
-            [db.log_id("acme")],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    drop(db);
+async fn deleted_event_is_named_as_missing(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    f.tamper(|db| {
+        // The store refuses, until the triggers are gone.
+        let refused = db.try_delete_events("acme", 300..301).unwrap_err();
+        assert!(refused.contains("append-only"), "{refused}");
+        db.drop_triggers();
+        assert_eq!(db.try_delete_events("acme", 300..301), Ok(1));
+    })
+    .await;
 
     let run = f.verify(&[]);
     run.assert_fails_naming(&[
@@ -578,18 +988,13 @@ fn deleted_event_is_named_as_missing() {
 
 /// One missing event is reported once: the events after it are stored and must not be
 /// reported missing too (a flood could push real problems past the 1,000 printed).
-#[test]
-fn deleted_event_is_the_only_one_reported_missing() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    db.conn
-        .execute(
-            "DELETE FROM events WHERE log_id = ?1 AND seq = 300",
-            [db.log_id("acme")],
-        )
-        .unwrap();
-    drop(db);
+async fn deleted_event_is_the_only_one_reported_missing(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    f.tamper(|db| {
+        db.drop_triggers();
+        assert_eq!(db.try_delete_events("acme", 300..301), Ok(1));
+    })
+    .await;
 
     let run = f.verify(&[]);
     let missing: Vec<&str> = run
@@ -605,18 +1010,19 @@ fn deleted_event_is_the_only_one_reported_missing() {
     );
 }
 
-#[test]
-fn swapped_events_are_named() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    let (a, b) = (db.body("acme", 100), db.body("acme", 101));
-    let (la, lb) = (db.leaf("acme", 100), db.leaf("acme", 101));
-    db.set_event("acme", 100, &b, &lb);
-    db.set_event("acme", 101, &a, &la);
-    let cp = db.checkpoint_at("acme", 200);
-    let place = db.checkpoint_place("acme", cp.id);
-    drop(db);
+async fn swapped_events_are_named(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let place = f
+        .tamper(|db| {
+            db.drop_triggers();
+            let (a, b) = (db.body("acme", 100), db.body("acme", 101));
+            let (la, lb) = (db.leaf("acme", 100), db.leaf("acme", 101));
+            db.set_event("acme", 100, &b, &lb);
+            db.set_event("acme", 101, &a, &la);
+            let cp = db.checkpoint_at("acme", 200);
+            db.checkpoint_place("acme", cp.id)
+        })
+        .await;
 
     let run = f.verify(&[]);
     run.assert_fails_naming(&[
@@ -628,54 +1034,27 @@ fn swapped_events_are_named() {
     assert!(!run.names("log globex"), "{run:#?}");
 }
 
-#[test]
-fn inserted_forged_event_is_caught() {
-    let f = Fixture::build();
-    let renumbered = f.copy("renumbered");
+async fn inserted_forged_event_is_caught(backend: Backend) {
+    let f = Fixture::build(backend).await;
 
-    // Make room at seq 300 and put a forged event there, consistent with its position.
-    let shift = |db: &Db, log: i64| {
-        db.conn
-            .execute(
-                "UPDATE events SET seq = seq + 1000000 WHERE log_id = ?1 AND seq >= 300",
-                [log],
-            )
-            .unwrap();
-        db.conn
-            .execute(
-                "UPDATE events SET seq = seq - 999999 WHERE log_id = ?1 AND seq >= 1000000",
-                [log],
-            )
-            .unwrap();
-        db.conn
-            .execute("UPDATE logs SET size = size + 1 WHERE log_id = ?1", [log])
-            .unwrap();
-    };
-    let insert_forged = |db: &Db, log: i64| {
-        let model = db.body("acme", 299);
-        let event: Value = serde_json::from_slice(&model).unwrap();
-        let old_id = event["id"].as_str().unwrap();
-        let new_id = uuid::Uuid::now_v7();
-        let forged = replace(&model, "\"seq\":299,", "\"seq\":300,");
-        let forged = replace(&forged, old_id, &new_id.to_string());
-        let forged = replace(&forged, "\"name\":\"Test User\"", "\"name\":\"Mallory\"");
-        db.conn
-            .execute(
-                "INSERT INTO events (log_id, seq, id, leaf_hash, body) VALUES (?1, 300, ?2, ?3, ?4)",
-                params![log, &new_id.as_bytes()[..], &leaf_hash(&forged).0[..], forged],
-            )
-            .unwrap();
-    };
-
-    // 1. Later events shifted as they are: their bytes still say their old seq.
-    let db = f.db();
-    db.drop_triggers();
-    let log = db.log_id("acme");
-    shift(&db, log);
-    insert_forged(&db, log);
-    let cp = db.checkpoint_at("acme", 400);
-    let place = db.checkpoint_place("acme", cp.id);
-    drop(db);
+    // 1. Room made at seq 300 for a forged event, consistent with its position; the later
+    //    events are shifted as they are: their bytes still say their old seq.
+    let place = f
+        .tamper(|db| {
+            db.drop_triggers();
+            db.shift_events("acme", 300);
+            let model = db.body("acme", 299);
+            let event: Value = serde_json::from_slice(&model).unwrap();
+            let old_id = event["id"].as_str().unwrap();
+            let new_id = Uuid::now_v7();
+            let forged = replace(&model, "\"seq\":299,", "\"seq\":300,");
+            let forged = replace(&forged, old_id, &new_id.to_string());
+            let forged = replace(&forged, "\"name\":\"Test User\"", "\"name\":\"Mallory\"");
+            db.insert_event("acme", 300, new_id, &forged);
+            let cp = db.checkpoint_at("acme", 400);
+            db.checkpoint_place("acme", cp.id)
+        })
+        .await;
     let run = f.verify(&[]);
     run.assert_fails_naming(&[
         "log acme, seq 301: the event's bytes say seq Some(300)",
@@ -683,24 +1062,23 @@ fn inserted_forged_event_is_caught() {
         &format!("{place}: signed root "),
     ]);
 
-    // 2. Every later event renumbered in its bytes too, with leaf hashes to match: the
-    //    events agree with themselves, but not with the stored tree or the signed roots.
-    let db = Db::open(&renumbered);
-    db.drop_triggers();
-    let log = db.log_id("acme");
-    shift(&db, log);
-    for seq in (301..=ACME).rev() {
-        let body = db.body("acme", seq);
-        let body = replace(
-            &body,
-            &format!("\"seq\":{},", seq - 1),
-            &format!("\"seq\":{seq},"),
-        );
-        db.forge_event("acme", seq, &body);
-    }
-    insert_forged(&db, log);
-    drop(db);
-    let run = f.verify_dir(&renumbered, &[]);
+    // 2. Then every later event renumbered in its bytes too, with leaf hashes to match:
+    //    the events agree with themselves, but not with the stored tree or the signed
+    //    roots.
+    f.tamper(|db| {
+        db.drop_triggers();
+        for seq in (301..=ACME).rev() {
+            let body = db.body("acme", seq);
+            let body = replace(
+                &body,
+                &format!("\"seq\":{},", seq - 1),
+                &format!("\"seq\":{seq},"),
+            );
+            db.forge_event("acme", seq, &body);
+        }
+    })
+    .await;
+    let run = f.verify(&[]);
     run.assert_fails_naming(&[
         "log acme, tile/0/001: hash 44 is ",
         &format!("{place}: signed root "),
@@ -713,38 +1091,32 @@ fn inserted_forged_event_is_caught() {
     );
 }
 
-#[test]
-fn truncated_tail_is_caught_by_the_checkpoint_beyond_it() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    let log = db.log_id("acme");
-    let n = db
-        .conn
-        .execute("DELETE FROM events WHERE log_id = ?1 AND seq >= 500", [log])
-        .unwrap();
-    assert_eq!(n, 20);
-    db.conn
-        .execute("UPDATE logs SET size = 500 WHERE log_id = ?1", [log])
-        .unwrap();
-    // The tree is cut back too, so that the events and tiles agree with each other.
-    db.rebuild_tiles("acme");
-    // The checkpoints beyond 500 events (the fixture's last one, of 520, among them).
-    let beyond: Vec<String> = db
-        .checkpoints("acme")
-        .iter()
-        .filter(|c| c.size > 500)
-        .map(|c| {
-            let place = db.checkpoint_place("acme", c.id);
-            format!(
-                "{place}: signed for {} events but the log holds 500",
-                c.size
-            )
+async fn truncated_tail_is_caught_by_the_checkpoint_beyond_it(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let (beyond, last) = f
+        .tamper(|db| {
+            db.drop_triggers();
+            assert_eq!(db.try_delete_events("acme", 500..u64::MAX), Ok(20));
+            db.set_log_size("acme", 500);
+            // The tree is cut back too, so that the events and tiles agree with each other.
+            db.rebuild_tiles("acme");
+            // The checkpoints beyond 500 events (the fixture's last one, of 520, among them).
+            let beyond: Vec<String> = db
+                .checkpoints("acme")
+                .iter()
+                .filter(|c| c.size > 500)
+                .map(|c| {
+                    let place = db.checkpoint_place("acme", c.id);
+                    format!(
+                        "{place}: signed for {} events but the log holds 500",
+                        c.size
+                    )
+                })
+                .collect();
+            let last = db.checkpoint_at("acme", ACME);
+            (beyond, db.checkpoint_place("acme", last.id))
         })
-        .collect();
-    let last = db.checkpoint_at("acme", ACME);
-    let last = db.checkpoint_place("acme", last.id);
-    drop(db);
+        .await;
 
     let run = f.verify(&["--json"]);
     assert_eq!(run.code, 1, "{run:#?}");
@@ -758,24 +1130,24 @@ fn truncated_tail_is_caught_by_the_checkpoint_beyond_it() {
     )]);
 }
 
-#[test]
-fn replaced_tile_hash_is_named_by_its_tile_path() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    let (width, mut hashes) = db.tile("acme", 0, 0);
-    assert_eq!(width, 256);
-    hashes[5 * 32] ^= 1;
-    db.set_tile("acme", 0, 0, &hashes);
-    let (width, mut hashes) = db.tile("acme", 1, 0);
-    assert_eq!(width, 2);
-    hashes[32 + 31] ^= 0x80;
-    db.set_tile("acme", 1, 0, &hashes);
-    let (width, mut hashes) = db.tile("globex", 0, 0);
-    assert_eq!(width, 80);
-    hashes[79 * 32] ^= 1;
-    db.set_tile("globex", 0, 0, &hashes);
-    drop(db);
+async fn replaced_tile_hash_is_named_by_its_tile_path(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    f.tamper(|db| {
+        db.drop_triggers();
+        let (width, mut hashes) = db.tile("acme", 0, 0);
+        assert_eq!(width, 256);
+        hashes[5 * 32] ^= 1;
+        db.set_tile("acme", 0, 0, &hashes);
+        let (width, mut hashes) = db.tile("acme", 1, 0);
+        assert_eq!(width, 2);
+        hashes[32 + 31] ^= 0x80;
+        db.set_tile("acme", 1, 0, &hashes);
+        let (width, mut hashes) = db.tile("globex", 0, 0);
+        assert_eq!(width, 80);
+        hashes[79 * 32] ^= 1;
+        db.set_tile("globex", 0, 0, &hashes);
+    })
+    .await;
 
     let run = f.verify(&["--json"]);
     assert_eq!(run.code, 1, "{run:#?}");
@@ -804,41 +1176,37 @@ fn replaced_tile_hash_is_named_by_its_tile_path() {
         .assert_fails_naming(&["log acme, tile/0/000: hash 5 is "]);
 }
 
-#[test]
-fn edited_checkpoints_are_named() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    // acme: the size in the note text.
-    let acme = db.checkpoint_at("acme", 400);
-    db.set_note(acme.id, &acme.note.replacen("\n400\n", "\n401\n", 1));
-    // globex: the root in the note text.
-    let globex = db.checkpoint_at("globex", 50);
-    let root = parse_checkpoint(&globex.note).root;
-    let mut other = root;
-    other.0[0] ^= 1;
-    let b64 = |h: &NodeHash| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(h.0)
-    };
-    db.set_note(
-        globex.id,
-        &globex.note.replacen(&b64(&root), &b64(&other), 1),
-    );
-    // globex: the size column beside an intact note.
-    let column = db.checkpoint_at("globex", GLOBEX);
-    db.conn
-        .execute(
-            "UPDATE checkpoints SET size = 81 WHERE checkpoint_id = ?1",
-            [column.id],
-        )
-        .unwrap();
-    let places = [
-        db.checkpoint_place("acme", acme.id),
-        db.checkpoint_place("globex", globex.id),
-        db.checkpoint_place("globex", column.id),
-    ];
-    drop(db);
+async fn edited_checkpoints_are_named(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let places = f
+        .tamper(|db| {
+            db.drop_triggers();
+            // acme: the size in the note text.
+            let acme = db.checkpoint_at("acme", 400);
+            db.set_note(acme.id, &acme.note.replacen("\n400\n", "\n401\n", 1));
+            // globex: the root in the note text.
+            let globex = db.checkpoint_at("globex", 50);
+            let root = parse_checkpoint(&globex.note).root;
+            let mut other = root;
+            other.0[0] ^= 1;
+            let b64 = |h: &NodeHash| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(h.0)
+            };
+            db.set_note(
+                globex.id,
+                &globex.note.replacen(&b64(&root), &b64(&other), 1),
+            );
+            // globex: the size column beside an intact note.
+            let column = db.checkpoint_at("globex", GLOBEX);
+            db.set_checkpoint_size(column.id, 81);
+            [
+                db.checkpoint_place("acme", acme.id),
+                db.checkpoint_place("globex", globex.id),
+                db.checkpoint_place("globex", column.id),
+            ]
+        })
+        .await;
     assert!(places[0].ends_with("(size 400)"));
     assert!(places[2].ends_with("(size 81)"));
 
@@ -851,55 +1219,58 @@ fn edited_checkpoints_are_named() {
     assert_eq!(run.problems().len(), 3, "{run:#?}");
 }
 
-#[test]
-fn checkpoint_signed_by_another_key_is_named() {
-    let f = Fixture::build();
+async fn checkpoint_signed_by_another_key_is_named(backend: Backend) {
+    let f = Fixture::build(backend).await;
     let (attacker, _) = other_key(f.dir.path());
-    let db = f.db();
-    db.drop_triggers();
-    let cp = db.checkpoint_at("acme", 400);
-    // The same tree head, signed by a key of the same name.
-    let text = parse_checkpoint(&cp.note).to_text();
-    let forged = attacker.sign(&text).unwrap();
-    assert_ne!(forged, cp.note);
-    db.set_note(cp.id, &forged);
-    let place = db.checkpoint_place("acme", cp.id);
-    drop(db);
+    let place = f
+        .tamper(move |db| {
+            db.drop_triggers();
+            let cp = db.checkpoint_at("acme", 400);
+            // The same tree head, signed by a key of the same name.
+            let text = parse_checkpoint(&cp.note).to_text();
+            let forged = attacker.sign(&text).unwrap();
+            assert_ne!(forged, cp.note);
+            db.set_note(cp.id, &forged);
+            db.checkpoint_place("acme", cp.id)
+        })
+        .await;
 
     let run = f.verify(&[]);
     run.assert_fails_naming(&[&format!("{place}: not signed by localhost/stele")]);
     assert_eq!(run.problems().len(), 1, "{run:#?}");
 }
 
-#[test]
-fn replaced_signing_key_fools_only_a_check_without_key() {
-    let f = Fixture::build();
+async fn replaced_signing_key_fools_only_a_check_without_key(backend: Backend) {
+    let f = Fixture::build(backend).await;
     let (attacker, attacker_verifier) = other_key(f.dir.path());
-    let db = f.db();
-    db.drop_triggers();
     // Rewrite an event, the tree, and every checkpoint, re-signed with the attacker's key.
-    let body = db.body("acme", 300);
-    db.forge_event(
-        "acme",
-        300,
-        &replace(&body, "\"note\":\"sample\"", "\"note\":\"forged\""),
-    );
-    db.rebuild_tiles("acme");
-    let mut all = 0;
-    for tenant in ["acme", "globex"] {
-        let leaves = db.leaves(tenant);
-        for cp in db.checkpoints(tenant) {
-            let mut checkpoint = parse_checkpoint(&cp.note);
-            checkpoint.root = root_at(&leaves, cp.size);
-            db.set_note(cp.id, &attacker.sign(&checkpoint.to_text()).unwrap());
-            all += 1;
-        }
-    }
-    drop(db);
+    let all = f
+        .tamper(move |db| {
+            db.drop_triggers();
+            let body = db.body("acme", 300);
+            db.forge_event(
+                "acme",
+                300,
+                &replace(&body, "\"note\":\"sample\"", "\"note\":\"forged\""),
+            );
+            db.rebuild_tiles("acme");
+            let mut all = 0;
+            for tenant in ["acme", "globex"] {
+                let leaves = db.leaves(tenant);
+                for cp in db.checkpoints(tenant) {
+                    let mut checkpoint = parse_checkpoint(&cp.note);
+                    checkpoint.root = root_at(&leaves, cp.size);
+                    db.set_note(cp.id, &attacker.sign(&checkpoint.to_text()).unwrap());
+                    all += 1;
+                }
+            }
+            all
+        })
+        .await;
     std::fs::copy(f.dir.path().join("other.key"), f.data.join("signing.key")).unwrap();
 
     // The data directory's own key now vouches for the forgery…
-    let run = stele(&["verify", "--data", path(&f.data)]);
+    let run = f.verify_unkeyed(&[]);
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(run.stdout.starts_with("ok:"), "stdout: {}", run.stdout);
     assert!(
@@ -907,13 +1278,7 @@ fn replaced_signing_key_fools_only_a_check_without_key() {
         "stderr: {}",
         run.stderr
     );
-    let run = stele(&[
-        "verify",
-        "--data",
-        path(&f.data),
-        "--key",
-        &attacker_verifier,
-    ]);
+    let run = f.verify_unkeyed(&["--key", &attacker_verifier]);
     assert_eq!(run.code, 0, "{run:#?}");
 
     // …but the verifier key kept apart from it rejects every checkpoint.
@@ -930,25 +1295,25 @@ fn replaced_signing_key_fools_only_a_check_without_key() {
     }
 }
 
-#[test]
-fn consistent_forgery_is_caught_by_the_signed_roots() {
-    let f = Fixture::build();
-    let db = f.db();
-    db.drop_triggers();
-    // Rewrite one event, its leaf hash and every tile it affects: the store is consistent
-    // in itself, and only the signatures tell.
-    let body = db.body("acme", 300);
-    let forged = replace(&body, "\"note\":\"sample\"", "\"note\":\"SAMPLE\"");
-    db.forge_event("acme", 300, &forged);
-    db.rebuild_tiles("acme");
-    let places: Vec<String> = db
-        .checkpoints("acme")
-        .iter()
-        .filter(|c| c.size > 300)
-        .map(|c| db.checkpoint_place("acme", c.id))
-        .collect();
+async fn consistent_forgery_is_caught_by_the_signed_roots(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let places = f
+        .tamper(|db| {
+            db.drop_triggers();
+            // Rewrite one event, its leaf hash and every tile it affects: the store is
+            // consistent in itself, and only the signatures tell.
+            let body = db.body("acme", 300);
+            let forged = replace(&body, "\"note\":\"sample\"", "\"note\":\"SAMPLE\"");
+            db.forge_event("acme", 300, &forged);
+            db.rebuild_tiles("acme");
+            db.checkpoints("acme")
+                .iter()
+                .filter(|c| c.size > 300)
+                .map(|c| db.checkpoint_place("acme", c.id))
+                .collect::<Vec<String>>()
+        })
+        .await;
     assert!(places.len() >= 2, "{places:?}");
-    drop(db);
 
     let run = f.verify(&[]);
     let expected: Vec<String> = places
@@ -981,40 +1346,36 @@ fn segments(data: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
-#[test]
-fn index_missing_a_document_is_caught_only_with_index() {
+async fn index_missing_a_document_is_caught_only_with_index(backend: Backend) {
     // Its own server: seq 7 of acme is committed to the index alone, in a segment of its
     // own, which is then dropped from the index's list of segments. (tantivy is not a
-    // dependency of this crate, and the index offers no way to delete a document.)
+    // dependency of this crate, and the index offers no way to delete a document.) The
+    // index is the node's own, in its data directory, whichever store holds the log.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let lone = runtime.block_on(async {
-        let server = Server::start(&data, Some(CONFIG));
-        let events: Vec<Value> = (0..40).map(|i| tenant_event("acme", i)).collect();
-        ingest(&server, &events[..7]).await;
-        wait_indexed(&server, "acme", 6).await;
-        let before = segments(&data);
-        ingest(&server, &events[7..8]).await;
-        wait_indexed(&server, "acme", 7).await;
-        let new: Vec<_> = segments(&data)
-            .into_iter()
-            .filter(|s| !before.contains(s))
-            .collect();
-        assert_eq!(new.len(), 1, "{new:?}");
-        assert_eq!(new[0].1, 1, "seq 7 is not alone in its segment: {new:?}");
-        ingest(&server, &events[8..]).await;
-        wait_indexed(&server, "acme", 39).await;
-        wait_checkpoint(&server, "acme", 40).await;
-        server.stop();
-        new[0].0.clone()
-    });
-    let key = stele(&["keys", "public", "--data", path(&data)]);
-    let key = key.stdout.trim().to_string();
+    let server = start(&backend, &data, Some(CONFIG));
+    let events: Vec<Value> = (0..40).map(|i| tenant_event("acme", i)).collect();
+    ingest(&server, &events[..7]).await;
+    wait_indexed(&server, "acme", 6).await;
+    let before = segments(&data);
+    ingest(&server, &events[7..8]).await;
+    wait_indexed(&server, "acme", 7).await;
+    let new: Vec<_> = segments(&data)
+        .into_iter()
+        .filter(|s| !before.contains(s))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0].1, 1, "seq 7 is not alone in its segment: {new:?}");
+    let lone = new[0].0.clone();
+    ingest(&server, &events[8..]).await;
+    wait_indexed(&server, "acme", 39).await;
+    wait_checkpoint(&server, "acme", 40).await;
+    server.stop();
+    let key = verifier_key(&data);
     let verify = |extra: &[&str]| {
-        let mut args = vec!["verify", "--data", path(&data), "--key", &key];
+        let mut args = vec!["--key", &key];
         args.extend_from_slice(extra);
-        stele(&args)
+        verify_at(&data, &backend, &args)
     };
     let run = verify(&["--index"]);
     assert_eq!(run.code, 0, "{run:#?}");
@@ -1038,21 +1399,23 @@ fn index_missing_a_document_is_caught_only_with_index() {
     assert_eq!(run.code, 0, "{run:#?}");
 }
 
-#[test]
-fn index_that_hides_an_events_fields_is_caught_only_with_index() {
-    // An index built (with `stele reindex`) from a copy of the store in which one event is
-    // unreadable: its document has a position but none of the event's fields, so searches
-    // never find it. The real store is untouched.
-    let f = Fixture::build();
-    let scratch = f.copy("scratch");
-    let db = Db::open(&scratch);
-    db.drop_triggers();
-    db.set_event("acme", 123, b"not an event", &[0; 32]);
-    drop(db);
-    let run = stele(&["reindex", "--data", path(&scratch)]);
-    assert_eq!(run.code, 0, "{run:#?}");
-    std::fs::remove_dir_all(f.data.join("index")).unwrap();
-    copy_dir(&scratch.join("index"), &f.data.join("index"));
+async fn index_that_hides_an_events_fields_is_caught_only_with_index(backend: Backend) {
+    // An index built (with `stele reindex`) while one event of the store was unreadable:
+    // its document has a position but none of the event's fields, so searches never find
+    // it. The event's bytes are then put back as they were.
+    let f = Fixture::build(backend).await;
+    let (data, store) = (f.data.clone(), f.backend.store_args());
+    f.tamper(move |db| {
+        db.drop_triggers();
+        let (body, leaf) = (db.body("acme", 123), db.leaf("acme", 123));
+        db.set_event("acme", 123, b"not an event", &[0; 32]);
+        let mut args = vec!["reindex", "--data", path(&data)];
+        args.extend(store.iter().map(String::as_str));
+        let run = stele(&args);
+        assert_eq!(run.code, 0, "{run:#?}");
+        db.set_event("acme", 123, &body, &leaf);
+    })
+    .await;
 
     let run = f.verify(&["--index"]);
     run.assert_fails_naming(&["log acme, index, seq 123: "]);
@@ -1067,27 +1430,20 @@ fn index_that_hides_an_events_fields_is_caught_only_with_index() {
 }
 
 /// Deleting a `logs` row would hide a whole log (its events, tiles and checkpoints stay
-/// in the file, unreferenced): a trigger refuses it, and with the triggers dropped the
-/// orphaned rows are named.
-#[test]
-fn deleted_log_row_is_caught() {
-    let f = Fixture::build();
-    let db = f.db();
-    // SQLite enforces the foreign keys here, but that is the tamperer's choice.
-    db.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-    let refused = db
-        .conn
-        .execute("DELETE FROM logs WHERE tenant = 'globex'", [])
-        .unwrap_err();
-    assert!(refused.to_string().contains("append-only"), "{refused}");
-    let log = db.log_id("globex");
-    db.drop_triggers();
-    let n = db
-        .conn
-        .execute("DELETE FROM logs WHERE tenant = 'globex'", [])
-        .unwrap();
-    assert_eq!(n, 1);
-    drop(db);
+/// in the store, unreferenced): a trigger refuses it, and with the triggers (and foreign
+/// keys) out of the way the orphaned rows are named.
+async fn deleted_log_row_is_caught(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    let log = f
+        .tamper(|db| {
+            let refused = db.try_delete_log("globex").unwrap_err();
+            assert!(refused.contains("append-only"), "{refused}");
+            let log = db.log_id("globex");
+            db.drop_triggers();
+            assert_eq!(db.try_delete_log("globex"), Ok(1));
+            log
+        })
+        .await;
     let run = f.verify(&[]);
     run.assert_fails_naming(&[&format!(
         "log #{log}, log: events, tiles or checkpoints of a log"
@@ -1096,29 +1452,33 @@ fn deleted_log_row_is_caught() {
 
 /// A checkpoint of size 0 is never issued, so a stored one is forged: it is read and named
 /// like any other.
-#[test]
-fn forged_checkpoint_of_size_zero_is_caught() {
-    let f = Fixture::build();
-    let db = f.db();
-    let log = db.log_id("acme");
-    db.conn
-        .execute(
-            "INSERT INTO checkpoints (log_id, size, signed_at, note) VALUES (?1, 0, 0, 'forged')",
-            [log],
-        )
-        .unwrap();
-    assert!(
-        db.conn
-            .query_row(
-                "SELECT 1 FROM checkpoints WHERE log_id = ?1 AND size = 0",
-                [log],
-                |r| r.get::<_, i64>(0)
-            )
-            .optional()
-            .unwrap()
-            .is_some()
-    );
-    drop(db);
+async fn forged_checkpoint_of_size_zero_is_caught(backend: Backend) {
+    let f = Fixture::build(backend).await;
+    f.tamper(|db| {
+        // Checkpoints are only ever added: no trigger stands in the way.
+        db.insert_checkpoint("acme", 0, "forged");
+        assert_eq!(db.checkpoints("acme")[0].size, 0);
+    })
+    .await;
     let run = f.verify(&[]);
     run.assert_fails_naming(&["log acme, checkpoint #1 (size 0): "]);
 }
+
+crate::on_both_backends!(
+    untouched_store_verifies,
+    changed_byte_of_an_event_is_named_by_its_seq,
+    deleted_event_is_named_as_missing,
+    deleted_event_is_the_only_one_reported_missing,
+    swapped_events_are_named,
+    inserted_forged_event_is_caught,
+    truncated_tail_is_caught_by_the_checkpoint_beyond_it,
+    replaced_tile_hash_is_named_by_its_tile_path,
+    edited_checkpoints_are_named,
+    checkpoint_signed_by_another_key_is_named,
+    replaced_signing_key_fools_only_a_check_without_key,
+    consistent_forgery_is_caught_by_the_signed_roots,
+    index_missing_a_document_is_caught_only_with_index,
+    index_that_hides_an_events_fields_is_caught_only_with_index,
+    deleted_log_row_is_caught,
+    forged_checkpoint_of_size_zero_is_caught,
+);
