@@ -102,7 +102,7 @@ impl Generator {
         );
         let mut event = json!({
             "occurred_at": occurred,
-            "actor": {"id": actor_id, "type": if actor % 10 == 0 { "service" } else { "user" },
+            "actor": {"id": actor_id, "type": if actor.is_multiple_of(10) { "service" } else { "user" },
                       "ip": ip, "name": format!("Person {actor}")},
             "action": ACTIONS[r.skewed(ACTIONS.len() as u64) as usize],
             "category": CATEGORIES[r.below(CATEGORIES.len() as u64) as usize],

@@ -78,6 +78,46 @@ impl Drop for PgScratch {
     }
 }
 
+/// A stored row as the baseline writes it: id, leaf hash, canonical bytes.
+type Row = (uuid::Uuid, [u8; 32], Vec<u8>);
+
+/// One measured ingest run and its same-run baseline.
+struct Run {
+    events: usize,
+    elapsed: Duration,
+    baseline: Duration,
+    latencies: Vec<f64>,
+    stored: u64,
+}
+
+impl Run {
+    /// The figures both ingest scenarios report.
+    fn figures(self, report: &mut Report, common: &Common) {
+        let n = self.events as f64;
+        let rate = n / self.elapsed.as_secs_f64();
+        let baseline_rate = n / self.baseline.as_secs_f64();
+        let latencies = sorted(self.latencies);
+        let store = if common.database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        report
+            .set("store", store)
+            .set("events", self.events)
+            .set("seconds", self.elapsed.as_secs_f64())
+            .set("events_per_s", rate)
+            .set("baseline_per_s", baseline_rate)
+            .set("ratio", rate / baseline_rate)
+            .set("p50_ms", percentile(&latencies, 50.0))
+            .set("p99_ms", percentile(&latencies, 99.0))
+            .set(
+                "events_lost",
+                (self.events as u64).saturating_sub(self.stored),
+            );
+    }
+}
+
 /// Server configuration for a load of `clients` × `batch`.
 pub fn server_config(database_url: Option<&str>, batch: usize, clients: usize) -> String {
     let mut config = String::new();
@@ -177,7 +217,7 @@ pub async fn stored(url: &str, tenant: &str) -> anyhow::Result<u64> {
 }
 
 /// The rows the server would store for `events`: canonical bytes as sealed, id, leaf hash.
-fn canonical_rows(events: &[Value]) -> anyhow::Result<Vec<(uuid::Uuid, [u8; 32], Vec<u8>)>> {
+fn canonical_rows(events: &[Value]) -> anyhow::Result<Vec<Row>> {
     let defaults = IngestDefaults {
         tenant: "default",
         occurred_at: Timestamp::from_micros(1_767_225_600_000_000).context("time")?,
@@ -199,7 +239,7 @@ fn canonical_rows(events: &[Value]) -> anyhow::Result<Vec<(uuid::Uuid, [u8; 32],
 /// The raw append ceiling of SQLite for these rows: prepared inserts into the same table
 /// shape (key and id index), `batch` rows per transaction, WAL with `synchronous=FULL`.
 fn sqlite_baseline(
-    rows: &[(uuid::Uuid, [u8; 32], Vec<u8>)],
+    rows: &[Row],
     batch: usize,
     dir: &std::path::Path,
 ) -> anyhow::Result<Duration> {
@@ -230,7 +270,7 @@ fn sqlite_baseline(
 /// The raw append ceiling of PostgreSQL for these rows: a binary COPY per batch into the
 /// same table shape, each batch one transaction.
 fn postgres_baseline(
-    rows: Arc<Vec<(uuid::Uuid, [u8; 32], Vec<u8>)>>,
+    rows: Arc<Vec<Row>>,
     batch: usize,
     admin: &str,
 ) -> anyhow::Result<Duration> {
@@ -304,37 +344,20 @@ pub async fn batch(args: BatchArgs) -> anyhow::Result<Report> {
         None => sqlite_baseline(&rows, args.batch, dir.path())?,
     };
 
-    let n = args.events as f64;
-    let rate = n / elapsed.as_secs_f64();
-    let baseline_rate = n / baseline.as_secs_f64();
-    let latencies = sorted(latencies);
     let mut report = Report::new("ingest-batch");
-    report
-        .set(
-            "store",
-            if args.common.database_url.is_some() {
-                "postgres"
-            } else {
-                "sqlite"
-            },
-        )
-        .set("events", args.events)
-        .set("clients", args.clients)
-        .set("batch", args.batch)
-        .set("seconds", elapsed.as_secs_f64())
-        .set("events_per_s", rate)
-        .set(
-            "searchable_per_s",
-            n / (searchable_at - started).as_secs_f64(),
-        )
-        .set("baseline_per_s", baseline_rate)
-        .set("ratio", rate / baseline_rate)
-        .set("p50_ms", percentile(&latencies, 50.0))
-        .set("p99_ms", percentile(&latencies, 99.0))
-        .set(
-            "events_lost",
-            args.events as u64 - stored.min(args.events as u64),
-        );
+    report.set("clients", args.clients).set("batch", args.batch);
+    let run = Run {
+        events: args.events,
+        elapsed,
+        baseline,
+        latencies,
+        stored,
+    };
+    run.figures(&mut report, &args.common);
+    report.set(
+        "searchable_per_s",
+        args.events as f64 / (searchable_at - started).as_secs_f64(),
+    );
     Ok(report)
 }
 
@@ -412,31 +435,15 @@ pub async fn single(args: SingleArgs) -> anyhow::Result<Report> {
     server.stop()?;
     drop(scratch);
 
-    let n = args.events as f64;
-    let rate = n / elapsed.as_secs_f64();
-    let baseline_rate = n / baseline.as_secs_f64();
-    let latencies = sorted(latencies);
     let mut report = Report::new("ingest-single");
-    report
-        .set(
-            "store",
-            if args.common.database_url.is_some() {
-                "postgres"
-            } else {
-                "sqlite"
-            },
-        )
-        .set("events", args.events)
-        .set("connections", args.connections)
-        .set("seconds", elapsed.as_secs_f64())
-        .set("events_per_s", rate)
-        .set("baseline_per_s", baseline_rate)
-        .set("ratio", rate / baseline_rate)
-        .set("p50_ms", percentile(&latencies, 50.0))
-        .set("p99_ms", percentile(&latencies, 99.0))
-        .set(
-            "events_lost",
-            args.events as u64 - stored.min(args.events as u64),
-        );
+    report.set("connections", args.connections);
+    let run = Run {
+        events: args.events,
+        elapsed,
+        baseline,
+        latencies,
+        stored,
+    };
+    run.figures(&mut report, &args.common);
     Ok(report)
 }

@@ -44,10 +44,6 @@ impl Report {
         self
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.rows.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
     /// The figures as one JSON object, `scenario` first, then in the order they were set.
     pub fn json(&self) -> String {
         let mut out = format!("{{\"scenario\":{}", Value::String(self.scenario.clone()));

@@ -32,7 +32,6 @@ pub fn stele_binary() -> anyhow::Result<PathBuf> {
 pub struct Server {
     child: Child,
     pub url: String,
-    pub data: PathBuf,
 }
 
 impl Server {
@@ -68,7 +67,6 @@ impl Server {
         Ok(Server {
             child,
             url: url.to_string(),
-            data: data.to_path_buf(),
         })
     }
 
