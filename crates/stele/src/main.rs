@@ -469,28 +469,24 @@ async fn verify_url(url: &str, args: &VerifyArgs) -> anyhow::Result<bool> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let bound = stele_server::bind(config).await?;
+    // Handlers first: a SIGTERM right after the line below must stop gracefully.
+    let shutdown = shutdown_signal()?;
     // The one line on standard output: scripts and tests read the address from it.
     println!("stele listening on http://{}", bound.local_addr());
-    bound.serve(shutdown_signal()).await
+    bound.serve(shutdown).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Completes on SIGTERM or Ctrl-C; the handlers are installed when this returns.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested");
+    })
 }
 
 fn reindex(

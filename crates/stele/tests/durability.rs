@@ -290,7 +290,16 @@ async fn cli_send_and_query(backend: Backend) {
     server.stop();
 }
 
+/// A SIGTERM the moment the server says it listens is a graceful stop, not a kill.
+async fn a_stop_right_after_start_is_graceful(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        start(&backend, dir.path(), None).stop();
+    }
+}
+
 crate::on_both_backends!(
+    a_stop_right_after_start_is_graceful,
     sigkill_during_concurrent_ingest_loses_no_acknowledged_event,
     index_is_rebuilt_after_deletion_and_by_reindex,
     index_resumes_after_sigkill,
