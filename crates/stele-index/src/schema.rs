@@ -3,7 +3,9 @@
 
 use stele_core::Event;
 use tantivy::TantivyDocument;
-use tantivy::schema::{FAST, Field, INDEXED, STRING, Schema, TEXT};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
+};
 
 #[derive(Clone, Copy)]
 pub(crate) struct Fields {
@@ -51,7 +53,17 @@ pub(crate) fn build() -> (Schema, Fields) {
         trace_id: b.add_text_field("trace_id", STRING),
         error_code: b.add_text_field("error_code", STRING),
         step_name: b.add_text_field("step_name", STRING),
-        text: b.add_text_field("text", TEXT),
+        // Which documents hold a word, no more: frequencies and positions (for scoring and
+        // phrases) would double the indexing work, and filters need neither.
+        text: b.add_text_field(
+            "text",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("default")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            ),
+        ),
     };
     (b.build(), fields)
 }
