@@ -238,11 +238,7 @@ fn canonical_rows(events: &[Value]) -> anyhow::Result<Vec<Row>> {
 
 /// The raw append ceiling of SQLite for these rows: prepared inserts into the same table
 /// shape (key and id index), `batch` rows per transaction, WAL with `synchronous=FULL`.
-fn sqlite_baseline(
-    rows: &[Row],
-    batch: usize,
-    dir: &std::path::Path,
-) -> anyhow::Result<Duration> {
+fn sqlite_baseline(rows: &[Row], batch: usize, dir: &std::path::Path) -> anyhow::Result<Duration> {
     let mut conn = rusqlite::Connection::open(dir.join("baseline.db"))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
@@ -269,11 +265,7 @@ fn sqlite_baseline(
 
 /// The raw append ceiling of PostgreSQL for these rows: a binary COPY per batch into the
 /// same table shape, each batch one transaction.
-fn postgres_baseline(
-    rows: Arc<Vec<Row>>,
-    batch: usize,
-    admin: &str,
-) -> anyhow::Result<Duration> {
+fn postgres_baseline(rows: Arc<Vec<Row>>, batch: usize, admin: &str) -> anyhow::Result<Duration> {
     let scratch = PgScratch::create(admin)?;
     let url = scratch.url.clone();
     let elapsed = std::thread::spawn(move || -> anyhow::Result<Duration> {
