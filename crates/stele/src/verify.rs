@@ -109,11 +109,7 @@ fn verify_log(
                 problems.add(
                     tenant,
                     &cp.place,
-                    format!(
-                        "signed root {} but the events give {}",
-                        hex(&cp.root.0),
-                        hex(&root.0)
-                    ),
+                    format!("signed root {:?} but the events give {root:?}", cp.root),
                 );
             }
         }
@@ -175,9 +171,8 @@ fn verify_log(
                     tenant,
                     &place,
                     format!(
-                        "stored leaf hash {} but the bytes hash to {}",
-                        hex(&stored.leaf_hash.0),
-                        hex(&leaf.0)
+                        "stored leaf hash {:?} but the bytes hash to {leaf:?}",
+                        stored.leaf_hash
                     ),
                 );
             }
@@ -362,9 +357,9 @@ impl<'a> TileCheck<'a> {
                 self.tenant,
                 &place,
                 format!(
-                    "hash {i} is {} but the events give {}",
-                    hex(&row.hash(i).0),
-                    hex(&expected.hash(i).0)
+                    "hash {i} is {:?} but the events give {:?}",
+                    row.hash(i),
+                    expected.hash(i)
                 ),
             );
         }
@@ -403,8 +398,4 @@ impl<'a> TileCheck<'a> {
         }
         Ok(self.checked)
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
