@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use stele_core::merkle::NodeHash;
 use stele_core::tiles::{Tile, TileBuilder, TileId, TileReader, build_tiles};
-use stele_core::{IngestDefaults, Limits, Presealed, SealTime, Timestamp, leaf_hash, prepare};
+use stele_core::{
+    IngestDefaults, Limits, Presealed, SealTime, Timestamp, leaf_hash, prepare, prepare_json,
+};
 
 fn main() {
     divan::main();
@@ -58,6 +60,24 @@ fn prepare_event(bencher: Bencher) {
     };
     bencher.with_inputs(event).bench_values(|v| {
         prepare(v, &defaults, &Limits::default(), uuid::Uuid::now_v7).expect("valid")
+    });
+}
+
+#[divan::bench]
+fn prepare_event_text(bencher: Bencher) {
+    let defaults = IngestDefaults {
+        tenant: "default",
+        occurred_at: Timestamp::MIN,
+    };
+    let text = event().to_string();
+    bencher.bench(|| {
+        prepare_json(
+            black_box(&text),
+            &defaults,
+            &Limits::default(),
+            uuid::Uuid::now_v7,
+        )
+        .expect("valid")
     });
 }
 

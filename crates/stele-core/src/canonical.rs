@@ -45,7 +45,8 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), CanonicalErro
     Ok(())
 }
 
-fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), CanonicalError> {
+/// Appends the canonical form of an object.
+pub fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), CanonicalError> {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
     entries.sort_by(|a, b| compare_keys(a.0, b.0));
     out.push(b'{');
@@ -69,13 +70,34 @@ pub fn compare_keys(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
+/// Appends the canonical form of an unsigned integer.
+pub fn write_u64(out: &mut Vec<u8>, u: u64) -> Result<(), CanonicalError> {
+    if u <= MAX_SAFE_INTEGER {
+        write_decimal(out, u);
+        Ok(())
+    } else {
+        write_large_integer(out, u.to_string(), u as f64)
+    }
+}
+
+/// Appends the decimal digits of `u`.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, mut u: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {
     if let Some(u) = n.as_u64() {
-        if u <= MAX_SAFE_INTEGER {
-            out.extend_from_slice(u.to_string().as_bytes());
-        } else {
-            write_large_integer(out, u.to_string(), u as f64)?;
-        }
+        write_u64(out, u)?;
     } else if let Some(i) = n.as_i64() {
         if i.unsigned_abs() <= MAX_SAFE_INTEGER {
             out.extend_from_slice(i.to_string().as_bytes());
@@ -112,6 +134,12 @@ fn write_large_integer(
 pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        // The common case: nothing to escape.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {

@@ -22,5 +22,6 @@ pub use event::{
 pub use seal::{LeafHash, Presealed, SealTime, Seq, leaf_hash};
 pub use timestamp::Timestamp;
 pub use validate::{
-    IngestDefaults, Limits, ValidationError, prepare, validate_action, validate_tenant,
+    IngestDefaults, Limits, ValidationError, prepare, prepare_json, validate_action,
+    validate_tenant,
 };

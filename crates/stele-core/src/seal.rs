@@ -5,9 +5,74 @@
 use crate::canonical::{self, CanonicalError};
 use crate::event::Event;
 use crate::timestamp::Timestamp;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use uuid::Uuid;
+
+/// Writes the members of one JSON object in the order they are given, which must be JCS
+/// order; absent (`None`) members are left out.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Members<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Members<'a> {
+        out.push(b'{');
+        Members { out, first: true }
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        canonical::write_string(self.out, name);
+        self.out.push(b':');
+    }
+
+    fn string(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.key(name);
+            canonical::write_string(self.out, v);
+        }
+    }
+
+    /// A value whose `Display` form is its JSON string (needing no escapes).
+    fn display(&mut self, name: &str, value: Option<&impl fmt::Display>) {
+        if let Some(v) = value {
+            use std::io::Write;
+            self.key(name);
+            self.out.push(b'"');
+            write!(self.out, "{v}").expect("writing to a Vec cannot fail");
+            self.out.push(b'"');
+        }
+    }
+
+    fn number(&mut self, name: &str, value: Option<u64>) -> Result<(), CanonicalError> {
+        if let Some(v) = value {
+            self.key(name);
+            canonical::write_u64(self.out, v)?;
+        }
+        Ok(())
+    }
+
+    fn object(
+        &mut self,
+        name: &str,
+        members: impl FnOnce(&mut Members<'_>) -> Result<(), CanonicalError>,
+    ) -> Result<(), CanonicalError> {
+        self.key(name);
+        let mut inner = Members::new(self.out);
+        members(&mut inner)?;
+        inner.out.push(b'}');
+        Ok(())
+    }
+
+    fn finish(self) {
+        self.out.push(b'}');
+    }
+}
 
 /// A position in a log's Merkle tree (0-based leaf index).
 pub type Seq = u64;
@@ -70,41 +135,88 @@ pub struct Presealed {
 
 impl Presealed {
     /// Encodes a validated event that has a tenant but neither `seq` nor `received_at`.
+    ///
+    /// The members are written straight from the struct in JCS order (every name is ASCII,
+    /// so byte order is UTF-16 order); only `details` goes through the generic encoder.
     pub fn new(event: &Event) -> Result<Self, CanonicalError> {
         debug_assert!(event.seq.is_none() && event.received_at.is_none());
-        debug_assert!(
-            event.tenant.is_some(),
-            "tenant sorts after seq and closes both gaps"
-        );
-        let Ok(Value::Object(map)) = serde_json::to_value(event) else {
-            unreachable!("an Event always serializes to a JSON object")
-        };
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-        entries.sort_by(|a, b| canonical::compare_keys(a.0, b.0));
-
-        let mut bytes = Vec::with_capacity(512);
-        let (mut received_at_at, mut seq_at) = (None, None);
-        bytes.push(b'{');
-        for (i, (key, value)) in entries.into_iter().enumerate() {
-            if i > 0 {
-                bytes.push(b',');
-            }
-            if received_at_at.is_none() && key.as_str() > "received_at" {
-                received_at_at = Some(bytes.len());
-            }
-            if seq_at.is_none() && key.as_str() > "seq" {
-                seq_at = Some(bytes.len());
-            }
-            canonical::write_string(&mut bytes, key);
-            bytes.push(b':');
-            canonical::write_value(&mut bytes, value)?;
+        let tenant = event
+            .tenant
+            .as_deref()
+            .expect("a validated event has a tenant: it sorts after seq and closes both gaps");
+        let mut bytes = Vec::with_capacity(640);
+        let mut w = Members::new(&mut bytes);
+        w.string("action", Some(&event.action));
+        if let Some(a) = &event.actor {
+            w.object("actor", |w| {
+                w.string("id", a.id.as_deref());
+                w.display("ip", a.ip.as_ref());
+                w.string("name", a.name.as_deref());
+                w.string("session_id", a.session_id.as_deref());
+                w.string("type", a.kind.map(|k| k.as_str()));
+                w.string("user_agent", a.user_agent.as_deref());
+                Ok(())
+            })?;
         }
-        bytes.push(b'}');
-        let end = bytes.len() - 1;
+        w.string("category", event.category.map(|c| c.as_str()));
+        w.string("correlation_id", event.correlation_id.as_deref());
+        if let Some(details) = &event.details {
+            w.key("details");
+            canonical::write_object(w.out, details)?;
+        }
+        w.number("duration_ms", event.duration_ms)?;
+        if let Some(e) = &event.error {
+            w.object("error", |w| {
+                w.string("code", e.code.as_deref());
+                w.string("message", e.message.as_deref());
+                w.string("stack", e.stack.as_deref());
+                Ok(())
+            })?;
+        }
+        if let Some(id) = event.id {
+            w.string(
+                "id",
+                Some(id.hyphenated().encode_lower(&mut Uuid::encode_buffer())),
+            );
+        }
+        w.string("level", event.level.map(|l| l.as_str()));
+        w.display("occurred_at", event.occurred_at.as_ref());
+        w.string("outcome", event.outcome.map(|o| o.as_str()));
+        // `"received_at":…,` goes before the next member, after its comma.
+        let received_at_at = w.out.len() + 1;
+        w.string("request_id", event.request_id.as_deref());
+        if let Some(r) = &event.resource {
+            w.object("resource", |w| {
+                w.string("id", r.id.as_deref());
+                w.string("name", r.name.as_deref());
+                w.string("type", r.kind.as_deref());
+                Ok(())
+            })?;
+        }
+        let seq_at = w.out.len() + 1;
+        if let Some(s) = &event.source {
+            w.object("source", |w| {
+                w.string("host", s.host.as_deref());
+                w.string("service", s.service.as_deref());
+                w.string("version", s.version.as_deref());
+                Ok(())
+            })?;
+        }
+        if let Some(s) = &event.step {
+            w.object("step", |w| {
+                w.string("name", Some(&s.name));
+                w.number("sequence", s.sequence.map(u64::from))?;
+                w.string("status", s.status.map(|s| s.as_str()));
+                Ok(())
+            })?;
+        }
+        w.string("tenant", Some(tenant));
+        w.string("trace_id", event.trace_id.as_deref());
+        w.finish();
         Ok(Presealed {
-            received_at_at: received_at_at.unwrap_or(end),
-            seq_at: seq_at.unwrap_or(end),
             bytes,
+            received_at_at,
+            seq_at,
         })
     }
 
@@ -123,7 +235,7 @@ impl Presealed {
         out.extend_from_slice(b"\",");
         out.extend_from_slice(&b[self.received_at_at..self.seq_at]);
         out.extend_from_slice(b"\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
+        canonical::write_decimal(&mut out, seq);
         out.push(b',');
         out.extend_from_slice(&b[self.seq_at..]);
         out
@@ -134,7 +246,8 @@ impl Presealed {
 mod tests {
     use super::*;
     use crate::event::*;
-    use serde_json::json;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
 
     fn event(value: Value) -> Event {
         serde_json::from_value(value).unwrap()
@@ -181,5 +294,152 @@ mod tests {
             format!("{:?}", leaf_hash(b"")),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
+    }
+
+    /// Any string, biased towards what needs escaping or sorts oddly.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9._-]{1,12}",
+            "[\"\\\\\u{0}-\u{1f}é€😀\u{fb33} a]{1,8}",
+        ]
+    }
+
+    fn opt<T: std::fmt::Debug>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Option<T>> {
+        proptest::option::of(s)
+    }
+
+    fn details() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0u64..=crate::canonical::MAX_SAFE_INTEGER).prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest::collection::btree_map(text(), value, 0..5).prop_map(|m| m.into_iter().collect())
+    }
+
+    /// Every field of the event model, each present or not.
+    fn any_event() -> impl Strategy<Value = Event> {
+        let actor = (
+            opt(text()),
+            opt(proptest::sample::select(ActorType::ALL.to_vec())),
+            opt(text()),
+            opt(any::<std::net::IpAddr>()),
+            opt(text()),
+            opt(text()),
+        )
+            .prop_map(|(id, kind, name, ip, user_agent, session_id)| Actor {
+                id,
+                kind,
+                name,
+                ip,
+                user_agent,
+                session_id,
+            });
+        let resource = (opt(text()), opt(text()), opt(text()))
+            .prop_map(|(kind, id, name)| Resource { kind, id, name });
+        let step = (
+            text(),
+            opt(proptest::sample::select(StepStatus::ALL.to_vec())),
+            opt(any::<u32>()),
+        )
+            .prop_map(|(name, status, sequence)| Step {
+                name,
+                status,
+                sequence,
+            });
+        let error =
+            (opt(text()), opt(text()), opt(text())).prop_map(|(code, message, stack)| ErrorInfo {
+                code,
+                message,
+                stack,
+            });
+        let source =
+            (opt(text()), opt(text()), opt(text())).prop_map(|(service, host, version)| Source {
+                service,
+                host,
+                version,
+            });
+        let head = (
+            opt(any::<u128>().prop_map(uuid::Uuid::from_u128)),
+            text(),
+            opt((-62_167_219_200_000_000i64..253_402_300_799_999_999)
+                .prop_map(|m| Timestamp::from_micros(m).unwrap())),
+            opt(actor),
+            text(),
+            opt(proptest::sample::select(Category::ALL.to_vec())),
+            opt(proptest::sample::select(Level::ALL.to_vec())),
+            opt(proptest::sample::select(Outcome::ALL.to_vec())),
+        );
+        let tail = (
+            opt(resource),
+            opt(text()),
+            opt(text()),
+            opt(text()),
+            opt(step),
+            opt(0u64..=crate::canonical::MAX_SAFE_INTEGER),
+            opt(error),
+            opt(source),
+            opt(details()),
+        );
+        (head, tail).prop_map(
+            |(
+                (id, tenant, occurred_at, actor, action, category, level, outcome),
+                (
+                    resource,
+                    correlation_id,
+                    request_id,
+                    trace_id,
+                    step,
+                    duration_ms,
+                    error,
+                    source,
+                    details,
+                ),
+            )| Event {
+                id,
+                seq: None,
+                tenant: Some(tenant),
+                occurred_at,
+                received_at: None,
+                actor,
+                action,
+                category,
+                level,
+                outcome,
+                resource,
+                correlation_id,
+                request_id,
+                trace_id,
+                step,
+                duration_ms,
+                error,
+                source,
+                details,
+            },
+        )
+    }
+
+    proptest! {
+        /// The direct encoder agrees with encoding the event as a generic JSON value.
+        #[test]
+        fn direct_encoding_equals_generic_encoding(ev in any_event(), seq in 0u64..=crate::canonical::MAX_SAFE_INTEGER) {
+            let received = Timestamp::parse("2026-11-22T13:53:55.123456Z").unwrap();
+            let sealed = Presealed::new(&ev).unwrap().seal(seq, &SealTime::new(received));
+            let mut full = ev.clone();
+            full.seq = Some(seq);
+            full.received_at = Some(received);
+            let expected = canonical::to_vec(&serde_json::to_value(&full).unwrap()).unwrap();
+            prop_assert_eq!(String::from_utf8(sealed).unwrap(), String::from_utf8(expected).unwrap());
+        }
     }
 }

@@ -101,28 +101,72 @@ pub fn prepare(
     if !value.is_object() {
         return Err(ValidationError::one("an event must be a JSON object"));
     }
-    let depth = depth(&value);
+    let event = serde_path_to_error::deserialize(value).map_err(shape_error)?;
+    finish(event, defaults, limits, new_id)
+}
+
+/// Like [`prepare`], from the JSON text of one event: the event is read straight into the
+/// event model, with no intermediate JSON tree.
+pub fn prepare_json(
+    text: &str,
+    defaults: &IngestDefaults<'_>,
+    limits: &Limits,
+    new_id: impl FnOnce() -> Uuid,
+) -> Result<(Event, Presealed), ValidationError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(ValidationError::one("an event must be a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let event = serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
+    de.end()
+        .map_err(|e| ValidationError::one(without_position(&e)))?;
+    finish(event, defaults, limits, new_id)
+}
+
+/// Says what is wrong with an event's shape, naming the field. Positions in the text are
+/// left out: they would be relative to one event, not to the request.
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationError {
+    let path = e.path().to_string();
+    let message = without_position(e.inner());
+    let hint = if message.starts_with("unknown field") {
+        " (put custom data under `details`)"
+    } else {
+        ""
+    };
+    if path == "." {
+        ValidationError::one(format!("{message}{hint}"))
+    } else {
+        ValidationError::one(format!("{path}: {message}{hint}"))
+    }
+}
+
+/// An error's message without the ` at line L column C` that text parsing appends.
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    if e.line() == 0 {
+        return message;
+    }
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match message.strip_suffix(&suffix) {
+        Some(stripped) => stripped.to_string(),
+        None => message,
+    }
+}
+
+/// The checks and defaults that follow parsing, shared by both entry points.
+fn finish(
+    mut event: Event,
+    defaults: &IngestDefaults<'_>,
+    limits: &Limits,
+    new_id: impl FnOnce() -> Uuid,
+) -> Result<(Event, Presealed), ValidationError> {
+    let depth = event_depth(&event);
     if depth > limits.max_depth {
         return Err(ValidationError::one(format!(
             "nesting depth {depth} exceeds the limit of {}",
             limits.max_depth
         )));
     }
-    let mut event: Event = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let hint = if inner.starts_with("unknown field") {
-            " (put custom data under `details`)"
-        } else {
-            ""
-        };
-        if path == "." {
-            ValidationError::one(format!("{inner}{hint}"))
-        } else {
-            ValidationError::one(format!("{path}: {inner}{hint}"))
-        }
-    })?;
-
     let mut reasons = Vec::new();
     if event.seq.is_some() {
         reasons.push("seq: is assigned by Stele and must not be sent".to_string());
@@ -162,6 +206,21 @@ pub fn prepare(
         )));
     }
     Ok((event, presealed))
+}
+
+/// The nesting depth of the event as JSON: the event object is depth 1, its fixed
+/// sub-objects depth 2, and only `details` can go deeper.
+fn event_depth(event: &Event) -> usize {
+    let nested = event.actor.is_some()
+        || event.resource.is_some()
+        || event.step.is_some()
+        || event.error.is_some()
+        || event.source.is_some();
+    let details = event
+        .details
+        .as_ref()
+        .map_or(0, |d| 1 + d.values().map(depth).max().unwrap_or(0));
+    1 + details.max(usize::from(nested))
 }
 
 fn depth(value: &Value) -> usize {
@@ -229,9 +288,18 @@ mod tests {
             tenant: "default",
             occurred_at: now(),
         };
-        prepare(value, &defaults, &Limits::default(), Uuid::nil)
-            .map(|(event, _)| event)
-            .map_err(|e| e.to_string())
+        let text = value.to_string();
+        let from_value = prepare(value, &defaults, &Limits::default(), Uuid::nil)
+            .map(|(event, pre)| (event, pre.max_sealed_len()))
+            .map_err(|e| e.to_string());
+        let from_text = prepare_json(&text, &defaults, &Limits::default(), Uuid::nil)
+            .map(|(event, pre)| (event, pre.max_sealed_len()))
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            from_value, from_text,
+            "the two entry points disagree on {text}"
+        );
+        from_value.map(|(event, _)| event)
     }
 
     /// Each case: an event and a fragment the error must contain.
@@ -407,6 +475,36 @@ mod tests {
         // the event object (1) holding 15 nested objects: depth 16
         check(json!({"action": "a", "details": nested.clone()})).unwrap();
         rejects(&[(json!({"action": "a", "details": {"n": nested}}), "depth 17")]);
+    }
+
+    #[test]
+    fn text_entry_point_reports_without_positions() {
+        let defaults = IngestDefaults {
+            tenant: "default",
+            occurred_at: now(),
+        };
+        let run = |text: &str| {
+            prepare_json(text, &defaults, &Limits::default(), Uuid::nil)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(run("[1]"), "an event must be a JSON object");
+        assert_eq!(run("  7"), "an event must be a JSON object");
+        let e = run(r#"{"action": "a"} x"#);
+        assert!(e.starts_with("trailing characters"), "{e}");
+        let e = run("{\n\"action\": \"a\",\n \"actor\": {\"ip\": 5}}");
+        assert!(e.starts_with("actor.ip: invalid type"), "{e}");
+        assert!(!e.contains("line"), "{e}");
+        assert!(
+            prepare_json(
+                r#" {"action": "a"} "#,
+                &defaults,
+                &Limits::default(),
+                Uuid::nil
+            )
+            .is_ok()
+        );
     }
 
     #[test]

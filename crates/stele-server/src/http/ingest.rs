@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Arc;
-use stele_core::validate::{IngestDefaults, prepare};
+use stele_core::validate::{IngestDefaults, prepare_json};
 use stele_core::{ErrorCode, Limits, Timestamp};
 use stele_store::NewEvent;
 use uuid::Uuid;
@@ -119,6 +119,8 @@ pub async fn ingest(
         SubmitError::Unavailable => ApiError::unavailable(e),
     })?;
     let b64 = base64::engine::general_purpose::STANDARD;
+    // A batch mostly shares one server time: format it once.
+    let mut time: Option<(Timestamp, String)> = None;
     let receipts = keys
         .into_iter()
         .zip(appended)
@@ -126,7 +128,13 @@ pub async fn ingest(
             id,
             seq: a.seq,
             tenant,
-            received_at: a.received_at.to_string(),
+            received_at: match &time {
+                Some((at, text)) if *at == a.received_at => text.clone(),
+                _ => time
+                    .insert((a.received_at, a.received_at.to_string()))
+                    .1
+                    .clone(),
+            },
             leaf_hash: b64.encode(a.leaf_hash.0),
             duplicate: a.duplicate,
         })
@@ -141,6 +149,49 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
+/// Splits the body into the JSON text of each event (`None` for an NDJSON line that is not
+/// JSON, already listed in the errors), without building any JSON tree.
+fn split_events<'a>(
+    bytes: &'a [u8],
+    format: Format,
+    errors: &mut Vec<EventError>,
+) -> Result<Vec<Option<&'a str>>, ApiError> {
+    let invalid = |detail: String| ApiError::new(ErrorCode::InvalidJson, detail);
+    let text = std::str::from_utf8(bytes).map_err(|_| invalid("the body is not UTF-8".into()))?;
+    match format {
+        Format::Json => {
+            let parsed = if text.trim_start().starts_with('[') {
+                serde_json::from_str::<Vec<&RawValue>>(text)
+            } else {
+                serde_json::from_str::<&RawValue>(text).map(|raw| vec![raw])
+            };
+            let raws = parsed.map_err(|e| invalid(format!("the body is not valid JSON: {e}")))?;
+            if raws.len() == 1 && !text.trim_start().starts_with(['[', '{']) {
+                return Err(invalid(
+                    "the body must be an event object or an array of events".into(),
+                ));
+            }
+            Ok(raws.into_iter().map(|raw| Some(raw.get())).collect())
+        }
+        Format::Ndjson => {
+            let mut events = Vec::new();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<&RawValue>(line) {
+                    Ok(raw) => events.push(Some(raw.get())),
+                    Err(e) => {
+                        errors.push(EventError {
+                            index: events.len(),
+                            reasons: vec![format!("not valid JSON: {e}")],
+                        });
+                        events.push(None);
+                    }
+                }
+            }
+            Ok(events)
+        }
+    }
+}
+
 fn parse_and_prepare(
     bytes: &[u8],
     format: Format,
@@ -148,42 +199,7 @@ fn parse_and_prepare(
     max_events: usize,
 ) -> Result<Vec<NewEvent>, ApiError> {
     let mut errors = Vec::new();
-    let values: Vec<Value> = match format {
-        Format::Json => match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Array(items)) => items,
-            Ok(value @ Value::Object(_)) => vec![value],
-            Ok(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidJson,
-                    "the body must be an event object or an array of events",
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidJson,
-                    format!("the body is not valid JSON: {e}"),
-                ));
-            }
-        },
-        Format::Ndjson => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "the body is not UTF-8"))?;
-            let mut values = Vec::new();
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Value>(line) {
-                    Ok(v) => values.push(v),
-                    Err(e) => {
-                        errors.push(EventError {
-                            index: values.len(),
-                            reasons: vec![format!("not valid JSON: {e}")],
-                        });
-                        values.push(Value::Null);
-                    }
-                }
-            }
-            values
-        }
-    };
+    let values = split_events(bytes, format, &mut errors)?;
     if values.is_empty() {
         return Err(ApiError::new(
             ErrorCode::EmptyBatch,
@@ -207,16 +223,18 @@ fn parse_and_prepare(
     };
     let limits = Limits::default();
     let mut events = Vec::with_capacity(values.len());
-    for (index, value) in values.into_iter().enumerate() {
-        if value.is_null() && errors.last().is_some_and(|e: &EventError| e.index == index) {
-            continue;
-        }
-        let client_id = value.get("id").is_some_and(|v| !v.is_null());
-        match prepare(value, &defaults, &limits, Uuid::now_v7) {
+    for (index, text) in values.into_iter().enumerate() {
+        let Some(text) = text else { continue };
+        let mut generated = false;
+        let new_id = || {
+            generated = true;
+            Uuid::now_v7()
+        };
+        match prepare_json(text, &defaults, &limits, new_id) {
             Ok((event, presealed)) => events.push(NewEvent {
                 tenant: event.tenant.expect("prepare fills the tenant"),
+                client_id: !generated,
                 id: event.id.expect("prepare fills the id"),
-                client_id,
                 presealed,
             }),
             Err(e) => errors.push(EventError {
