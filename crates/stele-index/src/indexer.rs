@@ -17,8 +17,8 @@ pub struct IndexerOptions {
     pub read_batch: usize,
     /// Commit at least this often while events arrive.
     pub max_commit_interval: Duration,
-    /// Once caught up, commit no more often than this (each commit writes a segment).
-    pub min_commit_interval: Duration,
+    /// Commit once no new event has arrived for this long (each commit writes a segment).
+    pub quiet_interval: Duration,
     /// How often to look for new events when nobody says there are some.
     pub poll_interval: Duration,
     /// Memory for the index writer's in-memory segment.
@@ -30,7 +30,7 @@ impl Default for IndexerOptions {
         IndexerOptions {
             read_batch: 5_000,
             max_commit_interval: Duration::from_secs(1),
-            min_commit_interval: Duration::from_millis(100),
+            quiet_interval: Duration::from_millis(100),
             poll_interval: Duration::from_millis(500),
             writer_memory: 64 << 20,
         }
@@ -210,21 +210,27 @@ impl Indexer {
                 let signal = thread_signal;
                 loop {
                     let stopping = signal.stop.load(Ordering::SeqCst);
+                    let mut found = 0;
                     let caught_up = loop {
                         match worker.step(opts.read_batch) {
                             // When stopping, index everything there is before the last commit.
-                            Ok(n) if stopping && n == opts.read_batch => continue,
-                            Ok(n) => break n < opts.read_batch,
+                            Ok(n) if stopping && n == opts.read_batch => found += n,
+                            Ok(n) => {
+                                found += n;
+                                break n < opts.read_batch;
+                            }
                             Err(e) => {
                                 tracing::error!(error = %e, "indexer step failed; retrying");
                                 break true;
                             }
                         }
                     };
-                    let since = worker.last_commit.elapsed();
+                    // Each commit writes a segment: while events keep coming, commit once per
+                    // `max_commit_interval`; as soon as they stop, commit what is pending.
+                    let quiet = caught_up && found == 0;
                     let due = stopping
-                        || (caught_up && since >= opts.min_commit_interval)
-                        || since >= opts.max_commit_interval;
+                        || quiet
+                        || worker.last_commit.elapsed() >= opts.max_commit_interval;
                     if due {
                         match worker.commit() {
                             Ok(true) => on_commit(&worker.progress),
@@ -237,8 +243,7 @@ impl Indexer {
                     }
                     if caught_up {
                         let wait = if worker.pending > 0 {
-                            opts.min_commit_interval
-                                .saturating_sub(worker.last_commit.elapsed())
+                            opts.quiet_interval
                         } else {
                             opts.poll_interval
                         };

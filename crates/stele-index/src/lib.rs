@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 /// Bumped whenever the indexed fields change; an index of another version is rebuilt.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {

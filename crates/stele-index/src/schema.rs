@@ -35,11 +35,14 @@ pub(crate) fn build() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fields = Fields {
         tenant: b.add_text_field("tenant", STRING),
-        seq: b.add_u64_field("seq", INDEXED | FAST),
-        occurred_at: b.add_i64_field("occurred_at", INDEXED | FAST),
-        received_at: b.add_i64_field("received_at", INDEXED | FAST),
-        duration_ms: b.add_u64_field("duration_ms", INDEXED | FAST),
-        level: b.add_u64_field("level", INDEXED | FAST),
+        // Numbers are only ever ranged over or sorted by, which tantivy does on the fast
+        // (columnar) field; an inverted index of them would be a near-unique term per
+        // event, written and merged for nothing.
+        seq: b.add_u64_field("seq", FAST),
+        occurred_at: b.add_i64_field("occurred_at", FAST),
+        received_at: b.add_i64_field("received_at", FAST),
+        duration_ms: b.add_u64_field("duration_ms", FAST),
+        level: b.add_u64_field("level", FAST),
         ip: b.add_ip_addr_field("ip", INDEXED | FAST),
         actor_id: b.add_text_field("actor_id", STRING),
         actor_type: b.add_text_field("actor_type", STRING),

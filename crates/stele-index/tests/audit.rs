@@ -4,13 +4,14 @@
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 use stele_core::{ActorType, Category, Event, IngestDefaults, Level, Limits, Outcome, Timestamp};
 use stele_index::{IndexAudit, IndexProblem, IndexerOptions, SearchIndex, catch_up};
 use stele_store::sqlite::SqliteStore;
 use stele_store::{LogStore, LogWriter, NewEvent};
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema};
 use tantivy::{Index, IndexWriter, TantivyDocument, Term};
 use uuid::Uuid;
@@ -249,7 +250,11 @@ fn delete(writer: &mut IndexWriter<TantivyDocument>, schema: &Schema, tenant: &s
         ),
         (
             Occur::Must,
-            term(Term::from_field_u64(field(schema, "seq"), seq)),
+            // `seq` is a fast field only: select it by range.
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_u64(field(schema, "seq"), seq)),
+                Bound::Included(Term::from_field_u64(field(schema, "seq"), seq)),
+            )),
         ),
     ]);
     writer.delete_query(Box::new(query)).expect("delete");

@@ -52,8 +52,9 @@ pub struct IngestConfig {
 pub struct IndexConfig {
     /// Commit the search index at least this often while events arrive (milliseconds).
     pub max_commit_interval_ms: u64,
-    /// Commit no more often than this once caught up (milliseconds).
-    pub min_commit_interval_ms: u64,
+    /// Commit once no new event has arrived for this long (milliseconds).
+    #[serde(alias = "min_commit_interval_ms")]
+    pub quiet_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -95,7 +96,7 @@ impl Default for IndexConfig {
     fn default() -> Self {
         IndexConfig {
             max_commit_interval_ms: 1_000,
-            min_commit_interval_ms: 100,
+            quiet_interval_ms: 100,
         }
     }
 }

@@ -102,7 +102,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let progress_tx = index_progress.clone();
     let opts = IndexerOptions {
         max_commit_interval: Duration::from_millis(config.index.max_commit_interval_ms),
-        min_commit_interval: Duration::from_millis(config.index.min_commit_interval_ms),
+        quiet_interval: Duration::from_millis(config.index.quiet_interval_ms),
         ..IndexerOptions::default()
     };
     let indexer = Indexer::spawn(

@@ -160,6 +160,46 @@ fn build_trees(conn: &Connection) -> Result<()> {
 }
 
 /// Stores tiles from [`TileBuilder::take_writes`] and drops the narrower rows they extend.
+/// Rows per multi-row INSERT: one statement (and one statement journal) per chunk.
+const INSERT_CHUNK: usize = 64;
+
+fn insert_events(conn: &Connection, rows: &[batch::Row]) -> Result<()> {
+    let sql = |n: usize| {
+        let values = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+        format!("INSERT INTO events (log_id, seq, id, leaf_hash, body) VALUES {values}")
+    };
+    let chunks = rows.chunks_exact(INSERT_CHUNK);
+    let rest = chunks.remainder();
+    if chunks.len() > 0 {
+        let mut insert = conn.prepare_cached(&sql(INSERT_CHUNK))?;
+        for chunk in chunks {
+            let seqs: Vec<i64> = chunk.iter().map(|r| r.seq as i64).collect();
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(INSERT_CHUNK * 5);
+            for (row, seq) in chunk.iter().zip(&seqs) {
+                params.extend([
+                    &row.log_id as &dyn rusqlite::ToSql,
+                    seq,
+                    row.id.as_bytes(),
+                    &row.leaf_hash.0,
+                    &row.body,
+                ]);
+            }
+            insert.execute(params.as_slice())?;
+        }
+    }
+    let mut insert = conn.prepare_cached(&sql(1))?;
+    for row in rest {
+        insert.execute(params![
+            row.log_id,
+            row.seq as i64,
+            row.id.as_bytes(),
+            &row.leaf_hash.0[..],
+            row.body
+        ])?;
+    }
+    Ok(())
+}
+
 fn store_tiles(conn: &Connection, log_id: i64, tiles: Vec<Tile>) -> Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO tiles (log_id, level, idx, width, hashes) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -492,18 +532,7 @@ impl LogWriter for SqliteWriter {
             },
         )?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (log_id, seq, id, leaf_hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for row in &sequenced.rows {
-                insert.execute(params![
-                    row.log_id,
-                    row.seq as i64,
-                    row.id.as_bytes(),
-                    &row.leaf_hash.0[..],
-                    row.body
-                ])?;
-            }
+            insert_events(&tx, &sequenced.rows)?;
             let mut update = tx.prepare_cached(
                 "UPDATE logs SET size = ?2, last_received_at = ?3 WHERE log_id = ?1",
             )?;
