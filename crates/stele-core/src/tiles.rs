@@ -10,6 +10,7 @@
 use crate::merkle::{self, CompactRange, NodeHash};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Merkle levels per tile level.
 pub const TILE_HEIGHT: u8 = 8;
@@ -355,12 +356,100 @@ pub fn build_tiles(leaves: &[NodeHash]) -> Vec<Tile> {
     out
 }
 
-/// Complete nodes of a tree of a given size, read from its tiles and cached per tile: the
-/// nodes of one proof cluster in a few tiles per level, so a proof reads O(log n) tiles.
+/// Every complete node of one tile's subtree: the tile's hashes and each node above them
+/// that they complete, up to the tile's top (for a full tile, 256 + 128 + … + 1 nodes).
+#[derive(Debug, Clone)]
+pub struct TileTree {
+    tile: Tile,
+    /// `heights[h][i]`: the node `h` levels above the tile's hashes, `i`-th at that height.
+    heights: Vec<Vec<NodeHash>>,
+}
+
+impl TileTree {
+    pub fn new(tile: Tile) -> TileTree {
+        let bottom: Vec<NodeHash> = (0..usize::from(tile.width()))
+            .map(|i| tile.hash(i))
+            .collect();
+        let mut heights = vec![bottom];
+        while let Some(below) = heights.last().filter(|b| b.len() >= 2) {
+            let above = below
+                .chunks_exact(2)
+                .map(|pair| merkle::node_hash(&pair[0], &pair[1]))
+                .collect();
+            heights.push(above);
+        }
+        TileTree { tile, heights }
+    }
+
+    pub fn tile(&self) -> &Tile {
+        &self.tile
+    }
+
+    /// The node `height` levels above the tile's hashes, `index`-th at that height, if the
+    /// tile's hashes complete it.
+    pub fn node(&self, height: u32, index: usize) -> Option<NodeHash> {
+        self.heights.get(height as usize)?.get(index).copied()
+    }
+}
+
+/// The trees of tiles, shared by every reader of the logs: a tile at a given width never
+/// changes, so its nodes are hashed once instead of at every proof. Bounded; when full, an
+/// arbitrary bottom-level tile makes room (the few upper-level tiles are the ones every
+/// proof uses).
+#[derive(Debug)]
+pub struct TileTrees {
+    capacity: usize,
+    trees: std::sync::Mutex<HashMap<(String, TileId), Arc<TileTree>>>,
+}
+
+impl TileTrees {
+    /// At most `capacity` tiles (about 16 KiB each).
+    pub fn new(capacity: usize) -> TileTrees {
+        TileTrees {
+            capacity,
+            trees: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, log: &str, id: TileId) -> Option<Arc<TileTree>> {
+        let trees = self.trees.lock().expect("tile trees poisoned");
+        trees.get(&(log.to_string(), id)).cloned()
+    }
+
+    fn put(&self, log: &str, tree: Arc<TileTree>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut trees = self.trees.lock().expect("tile trees poisoned");
+        if trees.len() >= self.capacity {
+            let victim = trees
+                .keys()
+                .find(|(_, id)| id.level == 0)
+                .or_else(|| trees.keys().next())
+                .cloned();
+            if let Some(victim) = victim {
+                trees.remove(&victim);
+            }
+        }
+        trees.insert((log.to_string(), tree.tile.id()), tree);
+    }
+
+    /// Tiles held now.
+    pub fn len(&self) -> usize {
+        self.trees.lock().expect("tile trees poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads the nodes of a tree of `size` leaves from its tiles, each tile read at most once.
 pub struct TileReader<F> {
     size: u64,
     read: F,
-    cache: HashMap<(u8, u64), Tile>,
+    cache: HashMap<(u8, u64), Arc<TileTree>>,
+    shared: Option<(Arc<TileTrees>, String)>,
 }
 
 impl<F, E> TileReader<F>
@@ -373,7 +462,15 @@ where
             size,
             read,
             cache: HashMap::new(),
+            shared: None,
         }
+    }
+
+    /// Takes the trees of tiles from `trees` (and leaves there the ones it builds);
+    /// `log` names this tree among the others there.
+    pub fn sharing(mut self, trees: Arc<TileTrees>, log: &str) -> Self {
+        self.shared = Some((trees, log.to_string()));
+        self
     }
 
     /// Distinct tiles read so far.
@@ -386,29 +483,43 @@ where
     /// # Panics
     /// If the tile is not in the tree.
     pub fn tile(&mut self, level: u8, index: u64) -> Result<&Tile, E> {
+        Ok(self.tree(level, index)?.tile())
+    }
+
+    fn tree(&mut self, level: u8, index: u64) -> Result<&TileTree, E> {
         if !self.cache.contains_key(&(level, index)) {
             let id = TileId::in_tree(self.size, level, index).unwrap_or_else(|| {
                 panic!("tile {level}/{index} is not in a tree of {}", self.size)
             });
-            let tile = (self.read)(id)?;
-            assert_eq!(tile.id(), id, "the tile reader answered another tile");
-            self.cache.insert((level, index), tile);
+            let shared = self.shared.as_ref();
+            let tree = match shared.and_then(|(trees, log)| trees.get(log, id)) {
+                Some(tree) => tree,
+                None => {
+                    let tile = (self.read)(id)?;
+                    assert_eq!(tile.id(), id, "the tile reader answered another tile");
+                    let tree = Arc::new(TileTree::new(tile));
+                    if let Some((trees, log)) = shared {
+                        trees.put(log, tree.clone());
+                    }
+                    tree
+                }
+            };
+            self.cache.insert((level, index), tree);
         }
         Ok(&self.cache[&(level, index)])
     }
 
-    /// The complete node at Merkle `level`, `index`: a subtree of one tile's hashes.
+    /// The complete node at Merkle `level`, `index`: a node of one tile's tree.
     pub fn node(&mut self, level: u8, index: u64) -> Result<NodeHash, E> {
         let tile_level = level / TILE_HEIGHT;
         let height = u32::from(level % TILE_HEIGHT);
         // The node covers 2^height hashes of its tile level, starting here.
         let first = index << height;
-        let tile = self.tile(tile_level, first / u64::from(TILE_WIDTH))?;
-        let start = (first % u64::from(TILE_WIDTH)) as usize;
-        let hashes: Vec<NodeHash> = (start..start + (1 << height))
-            .map(|i| tile.hash(i))
-            .collect();
-        Ok(merkle::root(&hashes))
+        let tree = self.tree(tile_level, first / u64::from(TILE_WIDTH))?;
+        let at = (first % u64::from(TILE_WIDTH)) >> height;
+        Ok(tree
+            .node(height, at as usize)
+            .expect("a complete node of the tree lies in one tile at its width"))
     }
 
     /// MTH of the tree.
@@ -565,6 +676,60 @@ mod tests {
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "tiles differ from a rebuild");
         assert_eq!(builder.root(), merkle::root(&all));
+    }
+
+    /// Readers sharing tile trees answer the same proofs and read a shared tile from the
+    /// store once.
+    #[test]
+    fn shared_tile_trees_give_the_same_proofs() {
+        let all = leaves(3 * 256 * 256 + 77);
+        let mut tiles = HashMap::new();
+        store(&mut tiles, build_tiles(&all));
+        let size = all.len() as u64;
+        let trees = Arc::new(TileTrees::new(1_000));
+        let reads = std::cell::Cell::new(0);
+        let counted = |id: TileId| {
+            reads.set(reads.get() + 1);
+            read_from(&tiles)(id)
+        };
+        for index in [0, 5, 256 * 256, size - 1, 5] {
+            let alone = TileReader::new(size, read_from(&tiles)).inclusion_proof(index);
+            let mut shared = TileReader::new(size, counted).sharing(trees.clone(), "log");
+            assert_eq!(shared.inclusion_proof(index).unwrap(), alone.unwrap());
+            assert_eq!(
+                shared.inclusion_proof(index).unwrap(),
+                merkle::inclusion_proof(&all, index)
+            );
+        }
+        let before = reads.get();
+        TileReader::new(size, counted)
+            .sharing(trees.clone(), "log")
+            .inclusion_proof(5)
+            .unwrap();
+        assert_eq!(reads.get(), before, "a tile read again");
+        for from in [1, 300, 256 * 256 + 1, size - 1] {
+            let mut shared = TileReader::new(size, counted).sharing(trees.clone(), "log");
+            assert_eq!(
+                shared.consistency_proof(from).unwrap(),
+                merkle::consistency_proof(&all, from)
+            );
+        }
+        // Another log's tiles are not this one's.
+        let other = leaves(256);
+        let mut other_tiles = HashMap::new();
+        store(&mut other_tiles, build_tiles(&other));
+        let mut reader =
+            TileReader::new(256, read_from(&other_tiles)).sharing(trees.clone(), "other");
+        assert_eq!(reader.root().unwrap(), merkle::root(&other));
+        // A bounded cache stays bounded.
+        let small = Arc::new(TileTrees::new(2));
+        for index in [0, 300, 600, 900] {
+            TileReader::new(size, read_from(&tiles))
+                .sharing(small.clone(), "log")
+                .inclusion_proof(index)
+                .unwrap();
+        }
+        assert!(small.len() <= 2);
     }
 
     /// A proof reads a few tiles per tile level (the path's own and the right edge's),

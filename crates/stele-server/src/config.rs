@@ -32,6 +32,8 @@ pub struct LogConfig {
     /// The signing key: a file holding a `PRIVATE+KEY+…` key, or that text itself. Unset:
     /// `signing.key` in the data directory, generated on first start.
     pub signing_key: Option<String>,
+    /// Full tiles whose hashed trees are kept in memory for proofs (about 16 KiB each).
+    pub proof_cache_tiles: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +79,7 @@ impl Default for LogConfig {
             origin: "localhost/stele".to_string(),
             checkpoint_interval_ms: 1_000,
             signing_key: None,
+            proof_cache_tiles: 2_048,
         }
     }
 }

@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use stele_core::tiles::TileTrees;
 use stele_index::{Indexer, IndexerOptions, SearchIndex};
 use stele_store::LogStore;
 use stele_store::pg::PgStore;
@@ -124,8 +125,10 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let tile_trees = Arc::new(TileTrees::new(config.log.proof_cache_tiles));
     let state = Arc::new(AppState {
         config,
+        tile_trees,
         store,
         index,
         sequencer,

@@ -6,12 +6,13 @@
 use crate::report::{Problems, Summary};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use stele_core::leaf_hash;
 use stele_core::merkle::{EMPTY_ROOT, NodeHash};
 use stele_core::note::{VerifierKey, verify_checkpoint};
 use stele_core::tiles::{Tile, TileBuilder, TileId};
+use stele_core::{LeafHash, leaf_hash};
 use stele_store::{LogStore, StoredCheckpoint};
 
 /// Events read per store call.
@@ -79,6 +80,10 @@ struct Position<'a> {
     tenant: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// An event's recomputed leaf hash, and the `seq` its bytes state and whether they name the
+/// log's tenant (or why they could not be read).
+type Checked = (LeafHash, Result<(Option<u64>, bool), String>);
+
 /// A stored checkpoint whose signature checked out.
 struct Signed {
     size: u64,
@@ -116,75 +121,120 @@ fn verify_log(
     };
     check_roots(&tree, &mut pending, problems);
 
-    let mut next: u64 = 0;
-    // The seq the next stored event should have; a gap is reported once, not at every
-    // later event.
-    let mut expected_seq: u64 = 0;
-    loop {
-        let events = store
-            .read_range(tenant, next, READ_BATCH)
-            .with_context(|| format!("reading log {tenant}"))?;
-        let Some(last) = events.last() else {
-            break;
-        };
-        next = last.seq + 1;
-        for stored in &events {
-            let place = format!("seq {}", stored.seq);
-            if stored.seq > expected_seq {
-                let gap = if stored.seq - expected_seq == 1 {
-                    format!("seq {expected_seq}")
-                } else {
-                    format!("seq {expected_seq}–{}", stored.seq - 1)
+    // Three stages overlap: one thread reads batches from the store, the next hashes and
+    // parses each batch's events in parallel, and this one builds the tree in order.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
+        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || {
+            let mut next = 0;
+            loop {
+                let read = store
+                    .read_range(tenant, next, READ_BATCH)
+                    .with_context(|| format!("reading log {tenant}"));
+                let done = match &read {
+                    Ok(events) => match events.last() {
+                        Some(last) => {
+                            next = last.seq + 1;
+                            false
+                        }
+                        None => true,
+                    },
+                    Err(_) => true,
                 };
-                problems.add(
-                    tenant,
-                    &gap,
-                    format!("missing: the next stored event is seq {}", stored.seq),
-                );
-            }
-            if stored.seq < expected_seq {
-                problems.add(tenant, &place, "stored more than once, or out of order");
-            }
-            expected_seq = stored.seq + 1;
-            match serde_json::from_slice::<Position>(&stored.bytes) {
-                Ok(event) => {
-                    if event.seq != Some(stored.seq) {
-                        problems.add(
-                            tenant,
-                            &place,
-                            format!("the event's bytes say seq {:?}", event.seq),
-                        );
-                    }
-                    if event.tenant.as_deref() != Some(tenant) {
-                        problems.add(
-                            tenant,
-                            &place,
-                            format!("the event's bytes say tenant {:?}", event.tenant),
-                        );
-                    }
+                if read_tx.send(read).is_err() || done {
+                    return;
                 }
-                Err(e) => problems.add(tenant, &place, format!("unreadable event: {e}")),
             }
-            let leaf = leaf_hash(&stored.bytes);
-            if leaf != stored.leaf_hash {
-                problems.add(
-                    tenant,
-                    &place,
-                    format!(
-                        "stored leaf hash {:?} but the bytes hash to {leaf:?}",
-                        stored.leaf_hash
-                    ),
-                );
+        });
+        scope.spawn(move || {
+            for read in read_rx {
+                let checked = read.map(|events| {
+                    let checked: Vec<Checked> = events
+                        .par_iter()
+                        .map(|stored| {
+                            let position = serde_json::from_slice::<Position>(&stored.bytes)
+                                .map(|p| (p.seq, p.tenant.as_deref() == Some(tenant)))
+                                .map_err(|e| e.to_string());
+                            (leaf_hash(&stored.bytes), position)
+                        })
+                        .collect();
+                    (events, checked)
+                });
+                if checked_tx.send(checked).is_err() {
+                    return;
+                }
             }
-            tree.push(leaf.into());
-            check_roots(&tree, &mut pending, problems);
+        });
+        // The seq the next stored event should have; a gap is reported once, not at every
+        // later event.
+        let mut expected_seq: u64 = 0;
+        for batch in checked_rx {
+            let (events, checked) = batch?;
+            if events.is_empty() {
+                break;
+            }
+            for (stored, (leaf, position)) in events.iter().zip(checked) {
+                let place = || format!("seq {}", stored.seq);
+                if stored.seq > expected_seq {
+                    let gap = if stored.seq - expected_seq == 1 {
+                        format!("seq {expected_seq}")
+                    } else {
+                        format!("seq {expected_seq}–{}", stored.seq - 1)
+                    };
+                    problems.add(
+                        tenant,
+                        &gap,
+                        format!("missing: the next stored event is seq {}", stored.seq),
+                    );
+                }
+                if stored.seq < expected_seq {
+                    problems.add(tenant, &place(), "stored more than once, or out of order");
+                }
+                expected_seq = stored.seq + 1;
+                match position {
+                    Ok((seq, same_tenant)) => {
+                        if seq != Some(stored.seq) {
+                            problems.add(
+                                tenant,
+                                &place(),
+                                format!("the event's bytes say seq {seq:?}"),
+                            );
+                        }
+                        if !same_tenant {
+                            let said = serde_json::from_slice::<Position>(&stored.bytes)
+                                .ok()
+                                .and_then(|p| p.tenant.map(|t| t.into_owned()));
+                            problems.add(
+                                tenant,
+                                &place(),
+                                format!("the event's bytes say tenant {said:?}"),
+                            );
+                        }
+                    }
+                    Err(e) => problems.add(tenant, &place(), format!("unreadable event: {e}")),
+                }
+                if leaf != stored.leaf_hash {
+                    problems.add(
+                        tenant,
+                        &place(),
+                        format!(
+                            "stored leaf hash {:?} but the bytes hash to {leaf:?}",
+                            stored.leaf_hash
+                        ),
+                    );
+                }
+                tree.push(leaf.into());
+                check_roots(&tree, &mut pending, problems);
+            }
+            for tile in tree.take_writes() {
+                tiles.expect(tile, problems)?;
+            }
+            summary.events += events.len() as u64;
+            bar.inc(events.len() as u64);
         }
-        for tile in tree.take_writes() {
-            tiles.expect(tile, problems)?;
-        }
-        summary.events += events.len() as u64;
-        bar.inc(events.len() as u64);
-    }
+        Ok(())
+    })?;
     let size = tree.size();
     if size != recorded_size {
         problems.add(

@@ -351,15 +351,31 @@ pub async fn get(
         .unwrap_or(false);
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::invalid_query(format!("`{id}` is not a UUID")))?;
-    let store = state.store.clone();
-    let tenant_for_read = tenant.clone();
-    let found = tokio::task::spawn_blocking(move || store.get_by_id(&tenant_for_read, id))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::unavailable)?;
+    // With a proof asked for, build it in the same blocking call when the latest checkpoint
+    // already covers the event (the usual case); otherwise wait for one below.
+    let latest = state.checkpoints.latest(&tenant).filter(|_| proof);
+    let reader = super::logs::ProofReader::new(&state, &tenant);
+    let (found, proven) = tokio::task::spawn_blocking(move || {
+        let found = reader
+            .store
+            .get_by_id(&reader.tenant, id)
+            .map_err(ApiError::unavailable)?;
+        let proven = match (&found, latest) {
+            (Some(event), Some(signed)) if event.seq < signed.size => {
+                Some(reader.inclusion(&signed, event.seq)?)
+            }
+            _ => None,
+        };
+        Ok::<_, ApiError>((found, proven))
+    })
+    .await
+    .map_err(ApiError::internal)??;
     match found {
         Some(event) if proof => {
-            let proof = super::logs::inclusion(&state, &tenant, event.seq).await?;
+            let proof = match proven {
+                Some(proof) => proof,
+                None => super::logs::inclusion(&state, &tenant, event.seq).await?,
+            };
             let mut out = Vec::with_capacity(event.bytes.len() + 4096);
             out.extend_from_slice(b"{\"event\":");
             out.extend_from_slice(&event.bytes);

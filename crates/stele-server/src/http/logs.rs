@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use stele_core::ErrorCode;
 use stele_core::merkle::NodeHash;
+use stele_core::tiles::TileTrees;
 use stele_core::tiles::{TilePath, parse_tile_path};
-use stele_store::tile_reader;
+use stele_store::{LogStore, tile_reader};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
@@ -232,9 +233,10 @@ pub async fn consistency(
             "`from` ({from}) exceeds `to` ({to})"
         )));
     }
-    let store = state.store.clone();
+    let reader = ProofReader::new(&state, &tenant);
     let proof = blocking(move || {
-        tile_reader(store.as_ref(), &tenant, to)
+        tile_reader(reader.store.as_ref(), &reader.tenant, to)
+            .sharing(reader.trees, &reader.tenant)
             .consistency_proof(from)
             .map_err(ApiError::internal)
     })
@@ -336,18 +338,38 @@ pub(super) async fn inclusion(
                 format!("no checkpoint of log `{tenant}` covers seq {seq} yet"),
             )
         })?;
-    let store = state.store.clone();
-    let (tenant, size) = (tenant.to_string(), signed.size);
-    let path = blocking(move || {
-        tile_reader(store.as_ref(), &tenant, size)
+    let reader = ProofReader::new(state, tenant);
+    blocking(move || reader.inclusion(&signed, seq)).await
+}
+
+/// What a blocking thread needs to build proofs of one log.
+pub(super) struct ProofReader {
+    pub(super) store: Arc<dyn LogStore>,
+    trees: Arc<TileTrees>,
+    pub(super) tenant: String,
+}
+
+impl ProofReader {
+    pub(super) fn new(state: &AppState, tenant: &str) -> ProofReader {
+        ProofReader {
+            store: state.store.clone(),
+            trees: state.tile_trees.clone(),
+            tenant: tenant.to_string(),
+        }
+    }
+
+    /// The inclusion proof of leaf `seq` in the tree `signed` (which must cover it).
+    /// Blocks: call it on a blocking thread.
+    pub(super) fn inclusion(&self, signed: &Signed, seq: u64) -> Result<InclusionProof, ApiError> {
+        let path = tile_reader(self.store.as_ref(), &self.tenant, signed.size)
+            .sharing(self.trees.clone(), &self.tenant)
             .inclusion_proof(seq)
-            .map_err(ApiError::internal)
-    })
-    .await?;
-    Ok(InclusionProof {
-        leaf_index: seq,
-        tree_size: signed.size,
-        audit_path: base64_hashes(&path),
-        checkpoint: signed.note.clone(),
-    })
+            .map_err(ApiError::internal)?;
+        Ok(InclusionProof {
+            leaf_index: seq,
+            tree_size: signed.size,
+            audit_path: base64_hashes(&path),
+            checkpoint: signed.note.clone(),
+        })
+    }
 }

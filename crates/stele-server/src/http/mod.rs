@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Instant;
+use stele_core::tiles::TileTrees;
 use stele_index::{Progress, SearchIndex};
 use stele_store::LogStore;
 use tokio::sync::watch;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub sequencer: Sequencer,
     /// The latest signed checkpoint of each log.
     pub checkpoints: Arc<Published>,
+    /// Hashed trees of full tiles, shared by every proof.
+    pub tile_trees: Arc<TileTrees>,
     /// Changes after every search index commit.
     pub index_progress: watch::Sender<Progress>,
     pub metrics: PrometheusHandle,
