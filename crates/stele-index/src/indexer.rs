@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use stele_core::Event;
 use stele_store::LogStore;
+use tantivy::indexer::UserOperation;
 use tantivy::{IndexWriter, TantivyDocument};
 
 #[derive(Debug, Clone)]
@@ -74,6 +75,8 @@ impl Worker {
                 continue;
             }
             let events = self.store.read_range(&head.tenant, next, limit - done)?;
+            // Handed to the index writer as one batch: one hand-off per read, not per event.
+            let mut docs = Vec::with_capacity(events.len());
             let mut expected = next;
             for stored in &events {
                 if stored.seq != expected {
@@ -94,9 +97,10 @@ impl Worker {
                         doc
                     }
                 };
-                self.writer.add_document(doc)?;
+                docs.push(UserOperation::Add(doc));
                 expected += 1;
             }
+            self.writer.run(docs)?;
             done += events.len();
             self.pending += events.len();
             self.progress.insert(head.tenant.clone(), expected);
@@ -164,6 +168,15 @@ impl Signal {
             .wait_timeout_while(guard, timeout, |woken| !*woken)
             .expect("signal poisoned");
         *woken = false;
+    }
+
+    /// Sleeps for `timeout`, waking early only to stop.
+    fn sleep(&self, timeout: Duration) {
+        let guard = self.woken.lock().expect("signal poisoned");
+        let _ = self
+            .cv
+            .wait_timeout_while(guard, timeout, |_| !self.stop.load(Ordering::SeqCst))
+            .expect("signal poisoned");
     }
 
     fn wake(&self) {
@@ -241,13 +254,13 @@ impl Indexer {
                     if stopping {
                         break;
                     }
-                    if caught_up {
-                        let wait = if worker.pending > 0 {
-                            opts.quiet_interval
-                        } else {
-                            opts.poll_interval
-                        };
-                        signal.wait(wait.max(Duration::from_millis(1)));
+                    if caught_up && worker.pending > 0 {
+                        // Nothing indexed is visible before the next commit: gather events
+                        // for a while instead of waking at every write, then look again
+                        // (finding none means the store went quiet: commit).
+                        signal.sleep(opts.quiet_interval.max(Duration::from_millis(1)));
+                    } else if caught_up {
+                        signal.wait(opts.poll_interval.max(Duration::from_millis(1)));
                     }
                 }
                 if let Err(e) = worker.writer.wait_merging_threads() {
