@@ -331,6 +331,7 @@ pub async fn batch(args: BatchArgs) -> anyhow::Result<Report> {
     drop(scratch);
 
     let rows = canonical_rows(&events)?;
+    crate::server::settle();
     let baseline = match &args.common.database_url {
         Some(admin) => postgres_baseline(Arc::new(rows), args.batch, admin)?,
         None => sqlite_baseline(&rows, args.batch, dir.path())?,

@@ -37,6 +37,7 @@ pub struct Server {
 impl Server {
     /// Starts `stele serve` on port 0 with `data` and the TOML `config` (if any).
     pub fn start(data: &Path, config: Option<&str>) -> anyhow::Result<Server> {
+        settle();
         std::fs::create_dir_all(data)?;
         let mut cmd = Command::new(stele_binary()?);
         cmd.arg("serve")
@@ -117,4 +118,10 @@ pub fn run_stele(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// Flushes the page cache's dirty pages to disk, so that a measurement does not pay for
+/// the write-back of the one before it (a run writes hundreds of megabytes).
+pub fn settle() {
+    let _ = Command::new("sync").status();
 }

@@ -221,6 +221,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Report> {
     let (ok, key, stderr) = run_stele(&["keys", "public", "--data", data_arg])?;
     ensure!(ok, "`stele keys public` failed: {stderr}");
     let key = key.trim();
+    crate::server::settle();
     let verify = time_verify(&data, key, database_url, false, n)?;
     // `--index` checks the store as well, then the index against it: its rate covers both.
     let verify_index = time_verify(&data, key, database_url, true, n)?;

@@ -23,7 +23,6 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::net::Ipv6Addr;
-use stele_core::Event;
 use stele_store::LogStore;
 use tantivy::columnar::Column;
 use tantivy::schema::{Field, FieldType, IndexRecordOption, Value};
@@ -564,16 +563,8 @@ impl<'a> Auditor<'a> {
 
     /// The document the indexer makes of the stored event.
     fn document(&self, seq: u64, bytes: &[u8]) -> TantivyDocument {
-        match Event::from_stored(bytes) {
-            Ok(event) => schema::document(&self.fields, self.tenant, seq, &event),
-            // The indexer indexes only the position of an unreadable event.
-            Err(_) => {
-                let mut doc = TantivyDocument::default();
-                doc.add_text(self.fields.tenant, self.tenant);
-                doc.add_u64(self.fields.seq, seq);
-                doc
-            }
-        }
+        schema::stored_document(&self.fields, self.tenant, seq, bytes)
+            .unwrap_or_else(|(doc, _)| doc)
     }
 
     /// The values the index should hold for the stored event, sorted.

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use stele_core::Event;
 use stele_store::LogStore;
 use tantivy::indexer::UserOperation;
 use tantivy::{IndexWriter, TantivyDocument};
@@ -86,17 +85,16 @@ impl Worker {
                         reason: format!("the store skipped from {expected} to {}", stored.seq),
                     });
                 }
-                let doc = match Event::from_stored(&stored.bytes) {
-                    Ok(event) => schema::document(&self.fields, &head.tenant, stored.seq, &event),
-                    Err(e) => {
-                        // Still index its position, so that it is counted exactly once.
-                        tracing::error!(tenant = %head.tenant, seq = stored.seq, error = %e, "unreadable stored event");
-                        let mut doc = TantivyDocument::default();
-                        doc.add_text(self.fields.tenant, &head.tenant);
-                        doc.add_u64(self.fields.seq, stored.seq);
-                        doc
-                    }
-                };
+                let doc = schema::stored_document(
+                    &self.fields,
+                    &head.tenant,
+                    stored.seq,
+                    &stored.bytes,
+                )
+                .unwrap_or_else(|(doc, e)| {
+                    tracing::error!(tenant = %head.tenant, seq = stored.seq, error = %e, "unreadable stored event");
+                    doc
+                });
                 docs.push(UserOperation::Add(doc));
                 expected += 1;
             }
@@ -152,6 +150,19 @@ pub fn catch_up(
     worker.commit()?;
     worker.writer.wait_merging_threads()?;
     Ok(total)
+}
+
+/// Lowers the calling thread's CPU priority (nice 10) where the platform allows it.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling
+        // thread (Linux keeps a nice value per thread).
+        let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0;
+        if failed {
+            tracing::debug!("could not lower the indexer's priority");
+        }
+    }
 }
 
 struct Signal {
@@ -210,16 +221,29 @@ impl Indexer {
         opts: IndexerOptions,
         on_commit: Box<dyn Fn(&Progress) + Send>,
     ) -> Result<Indexer> {
-        let mut worker = Worker::new(index, store, &opts)?;
         let signal = Arc::new(Signal {
             woken: Mutex::new(false),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
         });
         let thread_signal = signal.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("stele-indexer".into())
             .spawn(move || {
+                // Storing and acknowledging events comes first; search catches up. The index
+                // writer's own threads, started next, inherit the lower priority.
+                lower_priority();
+                let mut worker = match Worker::new(index, store, &opts) {
+                    Ok(worker) => {
+                        let _ = ready_tx.send(Ok(()));
+                        worker
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 let signal = thread_signal;
                 loop {
                     let stopping = signal.stop.load(Ordering::SeqCst);
@@ -267,10 +291,16 @@ impl Indexer {
                     tracing::warn!(error = %e, "search index merge did not finish");
                 }
             })?;
-        Ok(Indexer {
-            signal,
-            thread: Some(thread),
-        })
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Indexer {
+                signal,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(crate::IndexError::Io(std::io::Error::other(
+                "the indexer thread ended before starting",
+            ))),
+        }
     }
 
     /// Tells the indexer that new events were committed.

@@ -1,7 +1,11 @@
 //! The indexed fields: exact-match terms for filters, fast fields for ordering and ranges,
 //! and one full-text field. Nothing is stored: bodies are read from the log store.
 
-use stele_core::Event;
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::net::IpAddr;
+use stele_core::{ActorType, Category, Level, Outcome, Timestamp};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
@@ -76,12 +80,206 @@ pub(crate) fn level_rank(level: stele_core::Level) -> u64 {
     level as u64
 }
 
-/// Builds the document of one stored event.
-pub(crate) fn document(f: &Fields, tenant: &str, seq: u64, e: &Event) -> TantivyDocument {
+/// The parts of a stored event that are indexed, borrowed from its bytes where they need
+/// no unescaping. Every field of the event model must be here (others are refused), as
+/// when the event is read in full.
+// The `IgnoredAny` fields are there only so that they are accepted, never read.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored<'a> {
+    #[serde(default)]
+    id: Option<IgnoredAny>,
+    #[serde(default)]
+    seq: Option<IgnoredAny>,
+    #[serde(default)]
+    tenant: Option<IgnoredAny>,
+    #[serde(default)]
+    occurred_at: Option<Timestamp>,
+    #[serde(default)]
+    received_at: Option<Timestamp>,
+    #[serde(default, borrow)]
+    actor: Option<StoredActor<'a>>,
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(default)]
+    category: Option<Category>,
+    #[serde(default)]
+    level: Option<Level>,
+    #[serde(default)]
+    outcome: Option<Outcome>,
+    #[serde(default, borrow)]
+    resource: Option<StoredResource<'a>>,
+    #[serde(default, borrow)]
+    correlation_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    trace_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    step: Option<StoredStep<'a>>,
+    #[serde(default)]
+    duration_ms: Option<u64>,
+    #[serde(default, borrow)]
+    error: Option<StoredError<'a>>,
+    #[serde(default)]
+    source: Option<IgnoredAny>,
+    #[serde(default)]
+    details: Option<TextOf>,
+}
+
+// The `IgnoredAny` fields are there only so that they are accepted, never read.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredActor<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", default)]
+    kind: Option<ActorType>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ip: Option<IpAddr>,
+    #[serde(default)]
+    user_agent: Option<IgnoredAny>,
+    #[serde(default)]
+    session_id: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredResource<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+// The `IgnoredAny` fields are there only so that they are accepted, never read.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredStep<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    status: Option<IgnoredAny>,
+    #[serde(default)]
+    sequence: Option<IgnoredAny>,
+}
+
+// The `IgnoredAny` fields are there only so that they are accepted, never read.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredError<'a> {
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stack: Option<IgnoredAny>,
+}
+
+/// Every string and number inside a JSON value, each after a space: the searchable text of
+/// `details` (keys are not searchable).
+struct TextOf(String);
+
+impl<'de> Deserialize<'de> for TextOf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut text = String::new();
+        d.deserialize_any(Collect(&mut text))?;
+        Ok(TextOf(text))
+    }
+}
+
+struct Collect<'t>(&'t mut String);
+
+impl<'de> DeserializeSeed<'de> for Collect<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Collect<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        push_text(self.0, Some(v));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        push_text(self.0, Some(&v.to_string()));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        push_text(self.0, Some(&v.to_string()));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        if let Some(n) = serde_json::Number::from_f64(v) {
+            push_text(self.0, Some(&n.to_string()));
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Collect(self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(Collect(self.0))?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the document of one stored event from its bytes. An event that cannot be read
+/// is indexed by its position only, so that it is counted exactly once.
+pub(crate) fn stored_document(
+    f: &Fields,
+    tenant: &str,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<TantivyDocument, (TantivyDocument, serde_json::Error)> {
+    match serde_json::from_slice::<Stored>(bytes) {
+        Ok(e) => Ok(document(f, tenant, seq, &e)),
+        Err(error) => {
+            let mut doc = TantivyDocument::default();
+            doc.add_text(f.tenant, tenant);
+            doc.add_u64(f.seq, seq);
+            Err((doc, error))
+        }
+    }
+}
+
+fn document(f: &Fields, tenant: &str, seq: u64, e: &Stored<'_>) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
     doc.add_text(f.tenant, tenant);
     doc.add_u64(f.seq, seq);
-    let mut text = String::with_capacity(128);
+    let mut text = String::with_capacity(256);
     let add = |doc: &mut TantivyDocument, field: Field, value: Option<&str>| {
         if let Some(v) = value {
             doc.add_text(field, v);
@@ -127,9 +325,7 @@ pub(crate) fn document(f: &Fields, tenant: &str, seq: u64, e: &Event) -> Tantivy
         push_text(&mut text, err.message.as_deref());
     }
     if let Some(details) = &e.details {
-        for value in details.values() {
-            push_json_text(&mut text, value);
-        }
+        text.push_str(&details.0);
     }
     doc.add_text(f.text, &text);
     doc
@@ -149,12 +345,41 @@ fn push_text(text: &mut String, value: Option<&str>) {
     }
 }
 
-fn push_json_text(text: &mut String, value: &serde_json::Value) {
-    match value {
-        serde_json::Value::String(s) => push_text(text, Some(s)),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| push_json_text(text, v)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| push_json_text(text, v)),
-        serde_json::Value::Number(n) => push_text(text, Some(&n.to_string())),
-        _ => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::schema::Value;
+
+    fn texts(doc: &TantivyDocument, field: Field) -> Vec<String> {
+        doc.get_all(field)
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn a_stored_event_becomes_its_terms_and_text() {
+        let (_, f) = build();
+        let bytes = br#"{"action":"doc.read","actor":{"id":"u\"1","ip":"10.0.0.1","name":"Ann","type":"user"},"category":"audit","details":{"a":[1,-2,1.5,true,null,{"b":"deep"}],"z":"last"},"error":{"code":"E1","message":"bad thing"},"id":"0190b3c4-0000-7000-8000-000000000001","level":"warn","occurred_at":"2026-01-01T00:00:00.000000Z","outcome":"failure","received_at":"2026-01-01T00:00:01.000000Z","request_id":"r1","resource":{"id":"d1","name":"Doc","type":"document"},"seq":7,"source":{"host":"h"},"step":{"name":"s1","sequence":2,"status":"completed"},"tenant":"acme"}"#;
+        let doc = stored_document(&f, "acme", 7, bytes).unwrap_or_else(|(_, e)| panic!("{e}"));
+        assert_eq!(texts(&doc, f.actor_id), ["u\"1"]);
+        assert_eq!(texts(&doc, f.error_code), ["E1"]);
+        assert_eq!(texts(&doc, f.step_name), ["s1"]);
+        assert_eq!(texts(&doc, f.outcome), ["failure"]);
+        assert_eq!(
+            texts(&doc, f.text),
+            ["doc.read Ann Doc bad thing 1 -2 1.5 deep last"]
+        );
+        let level: Vec<u64> = doc.get_all(f.level).filter_map(|v| v.as_u64()).collect();
+        assert_eq!(level, [level_rank(Level::Warn)]);
+
+        // Unknown fields or values make the event unreadable: only its position is indexed.
+        for bad in [
+            &br#"{"action":"a","colour":"red"}"#[..],
+            br#"{"action":"a","level":"loud"}"#,
+            b"not json",
+        ] {
+            let (doc, _) = stored_document(&f, "acme", 3, bad).err().expect("refused");
+            assert_eq!(doc.field_values().count(), 2);
+        }
     }
 }
