@@ -378,7 +378,9 @@ mod tests {
             br#"{"action":"a","level":"loud"}"#,
             b"not json",
         ] {
-            let (doc, _) = stored_document(&f, "acme", 3, bad).err().expect("refused");
+            let Err((doc, _)) = stored_document(&f, "acme", 3, bad) else {
+                panic!("accepted {}", String::from_utf8_lossy(bad));
+            };
             assert_eq!(doc.field_values().count(), 2);
         }
     }
