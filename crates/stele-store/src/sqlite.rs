@@ -19,6 +19,7 @@ use uuid::Uuid;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_tree.sql"),
+    include_str!("../migrations/sqlite/0003_writer_guard.sql"),
 ];
 /// The schema version that added tiles: a store migrated past it gets its tree built.
 const TREE_VERSION: usize = 2;
@@ -268,6 +269,15 @@ impl LogStore for SqliteStore {
         }
         let conn = Connection::open(&self.path)?;
         configure(&conn)?;
+        // Marks this connection as the writer's: the events insert trigger refuses every
+        // other connection (see migration 0003).
+        conn.create_scalar_function(
+            "stele_writer",
+            0,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+            |_| Ok(true),
+        )?;
         let mut logs = HashMap::new();
         {
             let mut stmt =

@@ -1113,6 +1113,42 @@ mod sqlite_only {
         );
     }
 
+    /// Only the writer's connection appends: another connection cannot insert even a new
+    /// event at the next position, nor one that claims to be the writer's by defining the
+    /// marker function as false.
+    #[test]
+    fn only_the_writer_inserts_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        let (store, events) = filled(&path);
+        let raw = Connection::open(&path).expect("raw connection");
+        raw.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        let append = |raw: &Connection| {
+            raw.execute(
+                "INSERT INTO events (log_id, seq, id, leaf_hash, body)
+                 SELECT log_id, seq + 1000, randomblob(16), leaf_hash, body FROM events
+                 WHERE seq = 0",
+                [],
+            )
+        };
+        let refused = append(&raw).expect_err("a foreign insert was accepted");
+        assert!(refused.to_string().contains("stele_writer"), "{refused}");
+        raw.create_scalar_function(
+            "stele_writer",
+            0,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+            |_| Ok(false),
+        )
+        .expect("function");
+        let refused = append(&raw).expect_err("a foreign insert was accepted");
+        assert!(
+            refused.to_string().contains("only the Stele writer"),
+            "{refused}"
+        );
+        assert_eq!(store.read_range("acme", 0, 10_000).expect("read"), events);
+    }
+
     #[test]
     fn reopening_migrates_idempotently() {
         let dir = tempfile::tempdir().expect("tempdir");
