@@ -21,8 +21,11 @@ pub struct IndexerOptions {
     pub quiet_interval: Duration,
     /// How often to look for new events when nobody says there are some.
     pub poll_interval: Duration,
-    /// Memory for the index writer's in-memory segment.
+    /// Memory for the index writer's in-memory segments (shared by its threads).
     pub writer_memory: usize,
+    /// The index writer's indexing threads: with two, catching up after a burst uses both
+    /// cores of a small machine (they run at lower priority than ingest).
+    pub writer_threads: usize,
 }
 
 impl Default for IndexerOptions {
@@ -33,6 +36,7 @@ impl Default for IndexerOptions {
             quiet_interval: Duration::from_millis(100),
             poll_interval: Duration::from_millis(500),
             writer_memory: 64 << 20,
+            writer_threads: 2,
         }
     }
 }
@@ -53,7 +57,9 @@ impl Worker {
         store: Arc<dyn LogStore>,
         opts: &IndexerOptions,
     ) -> Result<Worker> {
-        let writer = index.index.writer_with_num_threads(1, opts.writer_memory)?;
+        let writer = index
+            .index
+            .writer_with_num_threads(opts.writer_threads, opts.writer_memory)?;
         Ok(Worker {
             fields: index.fields,
             progress: index.progress(),

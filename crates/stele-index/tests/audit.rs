@@ -181,6 +181,7 @@ impl Fixture {
         let opts = IndexerOptions {
             read_batch: 64,
             writer_memory: 15 << 20,
+            writer_threads: 1,
             ..IndexerOptions::default()
         };
         catch_up(index, self.store.clone(), &opts).expect("catch_up");

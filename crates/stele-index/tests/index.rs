@@ -620,6 +620,7 @@ fn options() -> IndexerOptions {
     IndexerOptions {
         read_batch: 700,
         writer_memory: 20 << 20,
+        writer_threads: 1,
         ..IndexerOptions::default()
     }
 }
@@ -1086,6 +1087,7 @@ fn background_indexer_follows_the_store() {
         read_batch: 128,
         poll_interval: Duration::from_secs(600),
         writer_memory: 20 << 20,
+        writer_threads: 1,
         ..IndexerOptions::default()
     };
     let indexer = Indexer::spawn(index.clone(), fx.store.clone(), opts, on_commit).expect("spawn");
@@ -1150,6 +1152,7 @@ fn shutdown_indexes_what_is_left() {
         read_batch: 50,
         poll_interval: Duration::from_secs(600),
         writer_memory: 20 << 20,
+        writer_threads: 1,
         ..IndexerOptions::default()
     };
     let indexer =
