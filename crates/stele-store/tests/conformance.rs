@@ -946,6 +946,14 @@ mod sqlite_only {
     use stele_store::StoreError;
     use stele_store::sqlite::SqliteStore;
 
+    /// A plain connection to the store's file, as anyone with access to it could open.
+    fn raw_connection(path: &std::path::Path) -> Connection {
+        let raw = Connection::open(path).expect("raw connection");
+        raw.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        raw
+    }
+
     fn filled(path: &std::path::Path) -> (SqliteStore, Vec<StoredEvent>) {
         let store = SqliteStore::open(path).expect("open");
         let batch: Vec<NewEvent> = (0..3).map(|_| server_event("acme", "doc.read")).collect();
@@ -973,9 +981,7 @@ mod sqlite_only {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stele.db");
         let (store, events) = filled(&path);
-        let raw = Connection::open(&path).expect("raw connection");
-        raw.busy_timeout(std::time::Duration::from_secs(5))
-            .expect("busy timeout");
+        let raw = raw_connection(&path);
 
         assert_append_only(
             raw.execute("UPDATE events SET body = x'7b7d' WHERE seq = 1", []),
@@ -1014,9 +1020,7 @@ mod sqlite_only {
             }])
             .expect("add_checkpoints");
         let tiles = store.scan_tiles("acme", None, 10).expect("scan_tiles");
-        let raw = Connection::open(&path).expect("raw connection");
-        raw.busy_timeout(std::time::Duration::from_secs(5))
-            .expect("busy timeout");
+        let raw = raw_connection(&path);
         for (sql, what) in [
             ("UPDATE tiles SET hashes = x'00'", "UPDATE tile"),
             ("DELETE FROM tiles", "DELETE tile"),
@@ -1087,9 +1091,7 @@ mod sqlite_only {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stele.db");
         let (store, events) = filled(&path);
-        let raw = Connection::open(&path).expect("raw connection");
-        raw.busy_timeout(std::time::Duration::from_secs(5))
-            .expect("busy timeout");
+        let raw = raw_connection(&path);
 
         // REPLACE removes the conflicting row without firing delete triggers (unless
         // recursive_triggers is on), so it is another way to rewrite an event.
@@ -1121,9 +1123,7 @@ mod sqlite_only {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stele.db");
         let (store, events) = filled(&path);
-        let raw = Connection::open(&path).expect("raw connection");
-        raw.busy_timeout(std::time::Duration::from_secs(5))
-            .expect("busy timeout");
+        let raw = raw_connection(&path);
         let append = |raw: &Connection| {
             raw.execute(
                 "INSERT INTO events (log_id, seq, id, leaf_hash, body)
