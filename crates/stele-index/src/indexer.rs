@@ -158,13 +158,14 @@ pub fn catch_up(
     Ok(total)
 }
 
-/// Lowers the calling thread's CPU priority (nice 10) where the platform allows it.
+/// Lowers the calling thread's CPU priority to the lowest nice level (19) where the
+/// platform allows it: the index is background work, and requests wait on the same cores.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling
         // thread (Linux keeps a nice value per thread).
-        let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0;
+        let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0;
         if failed {
             tracing::debug!("could not lower the indexer's priority");
         }
