@@ -19,7 +19,7 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub common: Common,
     /// Events to send in all.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
@@ -34,7 +34,7 @@ pub struct SingleArgs {
     #[command(flatten)]
     pub common: Common,
     /// Requests (one event each) in all.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub events: usize,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]

@@ -1,5 +1,6 @@
 //! The embedded SQLite store: one file in the data directory, WAL mode with
-//! `synchronous=FULL`, one writer connection on its own thread and a small reader pool.
+//! `synchronous=FULL`, one writer connection on its own thread, a small reader pool, and a
+//! background thread that copies committed WAL frames back into the database file.
 
 use crate::batch::{self, LogState};
 use crate::{
@@ -10,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use stele_core::Timestamp;
 use stele_core::tiles::{Tile, TileBuilder, TileId};
 use uuid::Uuid;
@@ -311,9 +312,11 @@ impl LogStore for SqliteStore {
                 );
             }
         }
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_FRAMES)?;
         Ok(Box::new(SqliteWriter {
             conn,
             logs,
+            wal: WalCopier::start(&self.path)?,
             taken: self.writer_taken.clone(),
         }))
     }
@@ -496,8 +499,69 @@ impl LogStore for SqliteStore {
 struct SqliteWriter {
     conn: Connection,
     logs: HashMap<String, LogState>,
+    wal: WalCopier,
     /// Cleared on drop, so a new writer may be opened once this one is gone.
     taken: Arc<AtomicBool>,
+}
+
+/// WAL frames after which the writer checkpoints on its own thread (SQLite's default is
+/// 1,000). The [`WalCopier`] normally copies all but the newest frames long before: the
+/// writer's checkpoint is then short, and completes, so the WAL starts over from its
+/// beginning instead of growing under a steady load.
+const WRITER_CHECKPOINT_FRAMES: u32 = 4_000;
+
+/// The shortest time between two background checkpoints: each ends with an `fsync` of the
+/// database file, which shares the disk with the writer's commits.
+const WAL_COPY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Copies committed WAL frames back into the database file (a passive checkpoint) on a
+/// thread and connection of its own, so that between two commits the writer does not stop
+/// to copy thousands of pages. Woken after each commit; stops when dropped.
+struct WalCopier {
+    wake: Option<mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WalCopier {
+    fn start(path: &Path) -> Result<WalCopier> {
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("stele-wal".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // Passive: copies what no reader still needs, never waits for a lock.
+                    let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    });
+                    if let Err(e) = copied {
+                        tracing::warn!(error = %e, "background WAL checkpoint failed");
+                    }
+                    std::thread::sleep(WAL_COPY_PAUSE);
+                }
+            })?;
+        Ok(WalCopier {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    /// Something was committed: copy it soon (a wake-up already pending covers it).
+    fn committed(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+impl Drop for WalCopier {
+    fn drop(&mut self) {
+        self.wake = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for SqliteWriter {
@@ -556,6 +620,7 @@ impl LogWriter for SqliteWriter {
             }
         }
         tx.commit()?;
+        self.wal.committed();
         for (tenant, state) in sequenced.logs {
             self.logs.insert(tenant.to_string(), state);
         }

@@ -976,6 +976,61 @@ mod sqlite_only {
         }
     }
 
+    /// Committed pages go back from the WAL into the database file in the background while
+    /// the writer stays open and idle, and under a steady load the WAL stays bounded
+    /// instead of growing with everything written.
+    #[test]
+    fn wal_is_copied_back_while_the_writer_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stele.db");
+        let wal = dir.path().join("stele.db-wal");
+        let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let store = SqliteStore::open(&path).expect("open");
+        let mut writer = store.writer().expect("writer");
+        // Events of about 16 KiB: few to prepare, many pages to write.
+        let big = |i: usize| {
+            let text = format!("{i:08}").repeat(2_000);
+            prepared(
+                "acme",
+                json!({ "action": "doc.write", "details": { "text": text } }),
+                false,
+            )
+            .1
+        };
+        let now = ts("2026-01-01T00:00:00Z");
+
+        // Well below the writer's own checkpoint threshold: only the background copy moves
+        // these pages into the database file.
+        let before = len(&path);
+        writer
+            .append(&(0..20).map(big).collect::<Vec<_>>(), now)
+            .expect("append");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while len(&path) < before + 20 * 16_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes after a commit of 320 KB",
+                len(&path)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+
+        // 80 MB in commits of 320 KB: the WAL is reused from its start again and again.
+        let mut largest_wal = 0;
+        for round in 1..=250 {
+            let batch: Vec<NewEvent> = (0..20).map(|i| big(round * 20 + i)).collect();
+            writer.append(&batch, now).expect("append");
+            largest_wal = largest_wal.max(len(&wal));
+        }
+        assert!(
+            largest_wal < 24 << 20,
+            "the WAL grew to {largest_wal} bytes for 80 MB written"
+        );
+        assert_eq!(size_of(&store, "acme"), 5_020);
+        drop(writer);
+        assert_eq!(store.read_range("acme", 5_019, 1).expect("read").len(), 1);
+    }
+
     #[test]
     fn triggers_refuse_update_and_delete() {
         let dir = tempfile::tempdir().expect("tempdir");
