@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod tampering;
+pub use tampering::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_stele");
 
 /// Where a test server keeps its log. API tests run once per backend (see
@@ -282,4 +285,115 @@ pub fn sample_event(i: usize) -> Value {
         "error": if i.is_multiple_of(6) { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
         "details": {"i": i, "note": "sample"},
     })
+}
+
+/// Sample event `i` (see [`sample_event`]) in the log of `tenant`.
+pub fn tenant_event(tenant: &str, i: usize) -> Value {
+    let mut event = sample_event(i);
+    event["tenant"] = json!(tenant);
+    event
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// The latest checkpoint note of `tenant`, if it has one.
+pub async fn checkpoint_note(server: &Server, tenant: &str) -> Option<String> {
+    let response = client()
+        .get(server.endpoint(&format!("/v1/logs/{tenant}/checkpoint")))
+        .send()
+        .await
+        .unwrap();
+    if response.status() != 200 {
+        return None;
+    }
+    Some(response.text().await.unwrap())
+}
+
+/// Waits (polling, with a deadline) until `tenant` has a checkpoint of exactly `size`
+/// events, and answers its note.
+pub async fn wait_checkpoint(server: &Server, tenant: &str, size: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let note = checkpoint_note(server, tenant).await;
+        let now: Option<u64> = note.as_deref().and_then(|n| n.lines().nth(1)?.parse().ok());
+        if now.is_some_and(|s| s >= size) {
+            assert_eq!(now, Some(size), "checkpoint of {tenant} overshot");
+            return note.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tenant} never got a checkpoint of {size} (latest {now:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The outcome of one `stele` invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The problem lines (`log <tenant>, <place>: <detail>`) of a text run.
+    pub fn problems(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("log "))
+            .collect()
+    }
+
+    /// Whether some problem line starts with `prefix` (`log acme, seq 5: …`).
+    pub fn names(&self, prefix: &str) -> bool {
+        self.problems().iter().any(|p| p.starts_with(prefix))
+    }
+
+    /// The one line of a `--json` run.
+    pub fn json(&self) -> Value {
+        let line = self.stdout.trim();
+        assert_eq!(line.lines().count(), 1, "not one line: {line}");
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    pub fn assert_ok(&self) {
+        assert_eq!(self.code, 0, "{self:#?}");
+    }
+
+    /// Asserts exit code 1 and that a problem line starts with each of `prefixes`.
+    pub fn assert_fails_naming(&self, prefixes: &[&str]) {
+        assert_eq!(self.code, 1, "expected problems, got {self:#?}");
+        assert!(
+            self.stdout.starts_with("FAILED: "),
+            "stdout: {}",
+            self.stdout
+        );
+        for prefix in prefixes {
+            assert!(
+                self.names(prefix),
+                "no problem starts with `{prefix}`; problems:\n{}",
+                self.problems().join("\n")
+            );
+        }
+    }
+}
+
+/// Runs the `stele` binary with `args` to the end.
+pub fn stele(args: &[&str]) -> Run {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    Run {
+        code: output.status.code().expect("exited, not signalled"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// The verifier key of the server whose data directory is `data`.
+pub fn verifier_key(data: &Path) -> String {
+    let run = stele(&["keys", "public", "--data", path(data)]);
+    run.assert_ok();
+    run.stdout.trim().to_string()
 }
