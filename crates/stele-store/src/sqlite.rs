@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_tree.sql"),
     include_str!("../migrations/sqlite/0003_writer_guard.sql"),
+    include_str!("../migrations/sqlite/0004_events_rowid.sql"),
 ];
 /// The schema version that added tiles: a store migrated past it gets its tree built.
 const TREE_VERSION: usize = 2;

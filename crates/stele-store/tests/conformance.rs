@@ -1116,9 +1116,11 @@ mod sqlite_only {
         }
         let heads = ["acme", "globex"].map(|t| writer.tree_head(t));
         drop(writer);
+        let events = ["acme", "globex"].map(|t| store.read_range(t, 0, 1_000).expect("read"));
         drop(store);
 
-        // The same logs and events in a store of schema version 1, which had no tiles.
+        // The same logs and events in a store of schema version 1, which had no tiles and
+        // kept events WITHOUT ROWID.
         let old = dir.path().join("old.db");
         let raw = Connection::open(&old).expect("raw connection");
         raw.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
@@ -1135,10 +1137,21 @@ mod sqlite_only {
         drop(raw);
 
         let store = SqliteStore::open(&old).expect("migrate");
-        let writer = store.writer().expect("writer");
+        let mut writer = store.writer().expect("writer");
         assert_eq!(["acme", "globex"].map(|t| writer.tree_head(t)), heads);
         assert_tiles_match(&store, "acme");
         assert_tiles_match(&store, "globex");
+        assert_eq!(
+            ["acme", "globex"].map(|t| store.read_range(t, 0, 1_000).expect("read")),
+            events
+        );
+        // The migrated store goes on: the next event lands after the copied ones.
+        let next = [server_event("acme", "doc.read")];
+        let appended = writer
+            .append(&next, ts("2026-01-02T00:00:00Z"))
+            .expect("append");
+        assert_eq!(appended[0].seq, 700);
+        assert_tiles_match(&store, "acme");
     }
 
     #[test]
