@@ -11,7 +11,7 @@ use crate::{
     Appended, LogHead, LogStore, LogWriter, NewEvent, Result, StoreError, StoredCheckpoint,
     StoredEvent, TreeHead, stored, tile_from_row,
 };
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, NoTls, Statement, Transaction};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,6 +221,7 @@ impl LogStore for PgStore {
             client: None,
             logs: HashMap::new(),
             partitions: HashSet::new(),
+            statements: HashMap::new(),
             taken: self.writer_taken.clone(),
         };
         writer.run(PgWriter::load_logs)?;
@@ -400,6 +401,8 @@ struct PgWriter {
     logs: HashMap<String, LogState>,
     /// Months whose partition is known to exist.
     partitions: HashSet<i32>,
+    /// The append path's statements, prepared on the current connection (by their SQL).
+    statements: HashMap<&'static str, Statement>,
     taken: Arc<AtomicBool>,
 }
 
@@ -430,6 +433,7 @@ fn close_elsewhere(clients: Vec<Client>) {
 impl PgWriter {
     fn client(&mut self) -> Result<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.statements.clear();
             self.client = Some(connect(&self.config)?);
         }
         Ok(self.client.as_mut().expect("connected above"))
@@ -481,20 +485,35 @@ impl PgWriter {
             .client
             .as_mut()
             .expect("connected by ensure_partitions");
+        let statements = &mut self.statements;
         let mut tx = client.transaction()?;
+        // Each statement is parsed and planned once per connection, not once per batch: a
+        // batch is then one round trip per statement.
+        let mut prepared = |tx: &mut Transaction<'_>, sql: &'static str| -> Result<Statement> {
+            if let Some(statement) = statements.get(sql) {
+                return Ok(statement.clone());
+            }
+            let statement = tx.prepare(sql)?;
+            statements.insert(sql, statement.clone());
+            Ok(statement)
+        };
 
         // Lock every touched log, in tenant order, and take its committed state.
         let tenants: BTreeSet<&str> = batch.iter().map(|e| e.tenant.as_str()).collect();
         let mut locked: HashMap<&str, LogState> = HashMap::new();
         for &tenant in &tenants {
-            tx.execute(
-                "INSERT INTO logs (tenant) VALUES ($1) ON CONFLICT (tenant) DO NOTHING",
-                &[&tenant],
-            )?;
-            let row = tx.query_one(
+            // A log this node has seen committed exists: its row is never deleted.
+            if !cached.contains_key(tenant) {
+                tx.execute(
+                    "INSERT INTO logs (tenant) VALUES ($1) ON CONFLICT (tenant) DO NOTHING",
+                    &[&tenant],
+                )?;
+            }
+            let lock = prepared(
+                &mut tx,
                 "SELECT log_id, size, last_received_at FROM logs WHERE tenant = $1 FOR UPDATE",
-                &[&tenant],
             )?;
+            let row = tx.query_one(&lock, &[&tenant])?;
             let (log_id, size, last): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
             let state = match cached.get(tenant) {
                 Some(s) if s.log_id == log_id && s.size == size as u64 => LogState {
@@ -556,28 +575,37 @@ impl PgWriter {
         let times: Vec<i64> = rows.iter().map(|r| r.received_at.as_micros()).collect();
         let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.leaf_hash.0[..]).collect();
         let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_slice()).collect();
-        tx.execute(
+        let insert_events = prepared(
+            &mut tx,
             "INSERT INTO events (log_id, seq, id, received_at, leaf_hash, body)
              SELECT l, s, i, timestamptz 'epoch' + r * interval '1 microsecond', h, b
              FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::bigint[], $5::bytea[], $6::bytea[])
                   AS u(l, s, i, r, h, b)",
+        )?;
+        tx.execute(
+            &insert_events,
             &[&log_ids, &seqs, &ids, &times, &hashes, &bodies],
         )?;
         // A server-chosen id that is already stored fails the batch here, as on SQLite.
-        tx.execute(
+        let insert_ids = prepared(
+            &mut tx,
             "INSERT INTO event_ids (log_id, id, seq, received_at)
              SELECT l, i, s, timestamptz 'epoch' + r * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::bigint[]) AS u(l, i, s, r)",
-            &[&log_ids, &ids, &seqs, &times],
         )?;
+        tx.execute(&insert_ids, &[&log_ids, &ids, &seqs, &times])?;
         let mut tile_logs = Vec::new();
         let mut levels = Vec::new();
         let mut indexes = Vec::new();
         let mut widths = Vec::new();
         let mut contents = Vec::new();
+        let update_log = prepared(
+            &mut tx,
+            "UPDATE logs SET size = $2, last_received_at = $3 WHERE log_id = $1",
+        )?;
         for state in sequenced.logs.values_mut() {
             tx.execute(
-                "UPDATE logs SET size = $2, last_received_at = $3 WHERE log_id = $1",
+                &update_log,
                 &[
                     &state.log_id,
                     &(state.size as i64),
@@ -596,18 +624,20 @@ impl PgWriter {
         if !tile_logs.is_empty() {
             let params: [&(dyn postgres::types::ToSql + Sync); 5] =
                 [&tile_logs, &levels, &indexes, &widths, &contents];
-            tx.execute(
+            let insert_tiles = prepared(
+                &mut tx,
                 "INSERT INTO tiles (log_id, level, idx, width, hashes)
                  SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[])",
-                &params,
             )?;
+            tx.execute(&insert_tiles, &params)?;
             // The rows these tiles extend are prefixes of them.
-            tx.execute(
+            let prune_tiles = prepared(
+                &mut tx,
                 "DELETE FROM tiles t USING unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[])
                      AS n(l, lv, i, w)
                  WHERE t.log_id = n.l AND t.level = n.lv AND t.idx = n.i AND t.width < n.w",
-                &params[..4],
             )?;
+            tx.execute(&prune_tiles, &params[..4])?;
         }
         tx.commit()?;
         for (tenant, state) in sequenced.logs {
