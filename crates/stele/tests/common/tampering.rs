@@ -47,8 +47,8 @@ pub trait Tamper {
     /// keys) for this connection.
     fn drop_triggers(&mut self);
     fn log_id(&mut self, tenant: &str) -> i64;
-    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8>;
-    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8>;
+    /// One column (`body`, `leaf_hash`) of the event at `seq`.
+    fn event_column(&mut self, tenant: &str, seq: u64, column: &str) -> Vec<u8>;
     /// Rewrites the bytes and leaf hash of one event.
     fn set_event(&mut self, tenant: &str, seq: u64, body: &[u8], leaf: &[u8]);
     /// Deletes the events of `seqs` (with their id lookups): how many.
@@ -77,6 +77,14 @@ pub trait Tamper {
     fn set_checkpoint_size(&mut self, id: i64, size: u64);
     fn insert_checkpoint(&mut self, tenant: &str, size: u64, note: &str);
     fn count(&mut self, table: &str) -> u64;
+
+    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        self.event_column(tenant, seq, "body")
+    }
+
+    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+        self.event_column(tenant, seq, "leaf_hash")
+    }
 
     /// Rewrites an event consistently: its leaf hash is recomputed from the new bytes.
     fn forge_event(&mut self, tenant: &str, seq: u64, body: &[u8]) {
@@ -176,22 +184,11 @@ impl Tamper for SqliteDb {
             .unwrap()
     }
 
-    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+    fn event_column(&mut self, tenant: &str, seq: u64, column: &str) -> Vec<u8> {
         let log = self.log_id(tenant);
         self.conn
             .query_row(
-                "SELECT body FROM events WHERE log_id = ?1 AND seq = ?2",
-                params![log, seq as i64],
-                |r| r.get(0),
-            )
-            .unwrap()
-    }
-
-    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
-        let log = self.log_id(tenant);
-        self.conn
-            .query_row(
-                "SELECT leaf_hash FROM events WHERE log_id = ?1 AND seq = ?2",
+                &format!("SELECT {column} FROM events WHERE log_id = ?1 AND seq = ?2"),
                 params![log, seq as i64],
                 |r| r.get(0),
             )
@@ -438,19 +435,10 @@ impl Tamper for PgDb {
             .get(0)
     }
 
-    fn body(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
+    fn event_column(&mut self, tenant: &str, seq: u64, column: &str) -> Vec<u8> {
         let log = self.log_id(tenant);
         self.query_one(
-            "SELECT body FROM events WHERE log_id = $1 AND seq = $2",
-            &[&log, &(seq as i64)],
-        )
-        .get(0)
-    }
-
-    fn leaf(&mut self, tenant: &str, seq: u64) -> Vec<u8> {
-        let log = self.log_id(tenant);
-        self.query_one(
-            "SELECT leaf_hash FROM events WHERE log_id = $1 AND seq = $2",
+            &format!("SELECT {column} FROM events WHERE log_id = $1 AND seq = $2"),
             &[&log, &(seq as i64)],
         )
         .get(0)
