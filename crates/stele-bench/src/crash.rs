@@ -9,18 +9,19 @@
 //! cycle lists the whole log again. A failure prints the report and fails the run.
 
 use crate::Common;
-use crate::events::{Generator, Rng};
-use crate::ingest::{PgScratch, server_config, stored, wait_searchable};
+use crate::ingest::{server_config, stored, wait_searchable};
 use crate::report::Report;
-use crate::server::{Server, run_stele};
+use crate::server::{self, Server, run_stele};
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use stele_api::{Event, EventPage, IngestResponse};
 use stele_core::cursor::{Cursor, SortOrder};
+use stele_testkit::PgSchema;
+use stele_testkit::events::{Generator, Rng};
 use uuid::Uuid;
 
 /// Acknowledged events read back by id from the store after each restart.
@@ -42,24 +43,6 @@ pub struct CrashArgs {
     /// The kill comes at a seeded moment up to this long after ingest starts.
     #[arg(long, default_value_t = 3000)]
     pub max_run_ms: u64,
-}
-
-/// Where an event is: from a receipt, a listing or a read by id.
-#[derive(Deserialize)]
-struct Placed {
-    id: Uuid,
-    seq: u64,
-}
-
-#[derive(Deserialize)]
-struct Receipts {
-    receipts: Vec<Placed>,
-}
-
-#[derive(Deserialize)]
-struct Page {
-    events: Vec<Placed>,
-    next_cursor: Option<String>,
 }
 
 /// A random (version 4) UUID from the seeded generator.
@@ -89,7 +72,7 @@ async fn client(
             })
             .collect();
         let body = serde_json::to_vec(&batch)?;
-        let answer: Receipts = loop {
+        let answer: IngestResponse = loop {
             let sent = http
                 .post(&endpoint)
                 .header("content-type", "application/json")
@@ -114,7 +97,7 @@ async fn client(
 }
 
 /// Every event of the default log from seq `from` on, in seq order.
-async fn list_from(http: &reqwest::Client, url: &str, from: u64) -> anyhow::Result<Vec<Placed>> {
+async fn list_from(http: &reqwest::Client, url: &str, from: u64) -> anyhow::Result<Vec<Event>> {
     let mut cursor = from.checked_sub(1).map(|after| {
         Cursor {
             order: SortOrder::Asc,
@@ -137,7 +120,7 @@ async fn list_from(http: &reqwest::Client, url: &str, from: u64) -> anyhow::Resu
             response.status(),
             response.text().await?
         );
-        let page: Page = response.json().await?;
+        let page: EventPage = response.json().await?;
         out.extend(page.events);
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -171,7 +154,7 @@ async fn ingest_until_killed(
         .collect();
     let started = Instant::now();
     tokio::time::sleep(kill_after).await;
-    server.kill()?;
+    server.kill();
     let ran = started.elapsed();
     let mut acked = Vec::new();
     for task in clients {
@@ -204,11 +187,14 @@ async fn check(
     }
     log.truncate(from);
     for event in list_from(http, url, from as u64).await? {
-        let seq = usize::try_from(event.seq)?;
+        let (Some(id), Some(seq)) = (event.id, event.seq) else {
+            bail!("a listed event has no id or seq");
+        };
+        let seq = usize::try_from(seq)?;
         if seq >= log.len() {
             log.resize(seq + 1, None);
         }
-        log[seq] = Some(event.id);
+        log[seq] = Some(id);
     }
     let mut problems = Vec::new();
     if log.len() as u64 != size {
@@ -241,7 +227,7 @@ async fn check(
     for _ in 0..CHECKED_BY_ID.min(acked.len()) {
         let (id, seq) = acked[rng.below(acked.len() as u64) as usize];
         let response = http.get(format!("{url}/v1/events/{id}")).send().await?;
-        let found = response.status() == 200 && response.json::<Placed>().await?.seq == seq;
+        let found = response.status() == 200 && response.json::<Event>().await?.seq == Some(seq);
         misread += usize::from(!found);
     }
     if misread > 0 {
@@ -303,7 +289,7 @@ pub async fn run(args: CrashArgs) -> anyhow::Result<Report> {
         .to_str()
         .context("the data directory is not UTF-8")?;
     let scratch = match &args.common.database_url {
-        Some(admin) => Some(PgScratch::create(admin)?),
+        Some(admin) => Some(PgSchema::create_at(admin)?),
         None => None,
     };
     let database_url = scratch.as_ref().map(|s| s.url.as_str());
@@ -321,7 +307,7 @@ pub async fn run(args: CrashArgs) -> anyhow::Result<Report> {
     let (mut cycles_passed, mut verify_passed, mut events_lost) = (0, 0, 0);
     let mut failures = Vec::new();
     for cycle in 1..=args.cycles {
-        let server = Server::start(Path::new(data), Some(&config))
+        let server = server::start(Path::new(data), Some(&config))
             .with_context(|| format!("cycle {cycle}: starting the server"))?;
         // The first start made the signing key; its verifier key checks every cycle.
         let key = match key {
@@ -336,7 +322,7 @@ pub async fn run(args: CrashArgs) -> anyhow::Result<Report> {
         let fresh = new.len();
         acked.extend(new);
 
-        let server = Server::start(Path::new(data), Some(&config))
+        let server = server::start(Path::new(data), Some(&config))
             .with_context(|| format!("cycle {cycle}: restarting after the kill"))?;
         // What this cycle acknowledged lies beyond the log listed so far: each check lists
         // only the new part, the last one all of it again.
@@ -344,7 +330,7 @@ pub async fn run(args: CrashArgs) -> anyhow::Result<Report> {
         let mut found = check(&http, &server.url, &mut log, from, &acked, &mut rng)
             .await
             .with_context(|| format!("cycle {cycle}: checking after the restart"))?;
-        server.stop()?;
+        server.try_stop().map_err(anyhow::Error::msg)?;
         match verify(data, key, database_url, log.len())? {
             Some(problem) => found.problems.push(problem),
             None => verify_passed += 1,

@@ -3,16 +3,18 @@
 //! one event per request; the baseline is an HTTP server that only parses the JSON.
 
 use crate::Common;
-use crate::events::Generator;
 use crate::report::{Report, percentile, sorted};
-use crate::server::Server;
+use crate::server;
 use anyhow::{Context, bail, ensure};
 use clap::Args;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use stele_core::{IngestDefaults, Limits, SealTime, Timestamp, leaf_hash, prepare};
+use stele_core::{IngestDefaults, Limits, SealTime, Timestamp, prepare};
+use stele_testkit::PgSchema;
+use stele_testkit::events::Generator;
+use stele_tlog::leaf_hash;
 
 #[derive(Args, Debug)]
 pub struct BatchArgs {
@@ -39,43 +41,6 @@ pub struct SingleArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
-}
-
-/// A scratch PostgreSQL schema for one run, dropped afterwards.
-pub struct PgScratch {
-    admin: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl PgScratch {
-    pub fn create(admin: &str) -> anyhow::Result<PgScratch> {
-        let admin = admin.to_string();
-        let name = format!("stele_bench_{}", uuid::Uuid::now_v7().simple());
-        let (a, n) = (admin.clone(), name.clone());
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut c = postgres::Client::connect(&a, postgres::NoTls)?;
-            c.batch_execute(&format!("CREATE SCHEMA {n}"))?;
-            Ok(())
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("creating the schema panicked"))??;
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{sep}options=-csearch_path%3D{name}");
-        Ok(PgScratch { admin, name, url })
-    }
-}
-
-impl Drop for PgScratch {
-    fn drop(&mut self) {
-        let (a, n) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&a, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {n} CASCADE"));
-            }
-        })
-        .join();
-    }
 }
 
 /// A stored row as the baseline writes it: id, leaf hash, canonical bytes.
@@ -227,11 +192,10 @@ fn canonical_rows(events: &[Value]) -> anyhow::Result<Vec<Row>> {
         .iter()
         .enumerate()
         .map(|(seq, e)| {
-            let (event, presealed) =
-                prepare(e.clone(), &defaults, &Limits::default(), uuid::Uuid::now_v7)
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let bytes = presealed.seal(seq as u64, &time);
-            Ok((event.id.context("an id")?, leaf_hash(&bytes).0, bytes))
+            let prepared = prepare(e.clone(), &defaults, &Limits::default(), uuid::Uuid::now_v7)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let bytes = prepared.presealed.seal(seq as u64, &time);
+            Ok((prepared.id, leaf_hash(&bytes).0, bytes))
         })
         .collect()
 }
@@ -268,7 +232,7 @@ fn sqlite_baseline(rows: &[Row], batch: usize, dir: &std::path::Path) -> anyhow:
 /// The raw append ceiling of PostgreSQL for these rows: a binary COPY per batch into the
 /// same table shape, each batch one transaction.
 fn postgres_baseline(rows: Arc<Vec<Row>>, batch: usize, admin: &str) -> anyhow::Result<Duration> {
-    let scratch = PgScratch::create(admin)?;
+    let scratch = PgSchema::create_at(admin)?;
     let url = scratch.url.clone();
     let elapsed = std::thread::spawn(move || -> anyhow::Result<Duration> {
         use postgres::binary_copy::BinaryCopyInWriter;
@@ -316,7 +280,7 @@ pub async fn batch(args: BatchArgs) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
 
     let scratch = match &args.common.database_url {
-        Some(admin) => Some(PgScratch::create(admin)?),
+        Some(admin) => Some(PgSchema::create_at(admin)?),
         None => None,
     };
     let config = server_config(
@@ -324,12 +288,12 @@ pub async fn batch(args: BatchArgs) -> anyhow::Result<Report> {
         args.batch,
         args.clients,
     );
-    let server = Server::start(&dir.path().join("server"), Some(&config))?;
+    let server = server::start(&dir.path().join("server"), Some(&config))?;
     let started = Instant::now();
     let (elapsed, latencies) = drive(&server.url, bodies, args.clients).await?;
     let searchable_at = wait_searchable(&server.url, "default", args.events as u64 - 1).await?;
     let stored = stored(&server.url, "default").await?;
-    server.stop()?;
+    server.try_stop().map_err(anyhow::Error::msg)?;
     drop(scratch);
 
     let rows = canonical_rows(&events)?;
@@ -416,7 +380,7 @@ pub async fn single(args: SingleArgs) -> anyhow::Result<Report> {
 
     let dir = tempfile::tempdir()?;
     let scratch = match &args.common.database_url {
-        Some(admin) => Some(PgScratch::create(admin)?),
+        Some(admin) => Some(PgSchema::create_at(admin)?),
         None => None,
     };
     let config = server_config(
@@ -424,10 +388,10 @@ pub async fn single(args: SingleArgs) -> anyhow::Result<Report> {
         1,
         args.connections,
     );
-    let server = Server::start(&dir.path().join("server"), Some(&config))?;
+    let server = server::start(&dir.path().join("server"), Some(&config))?;
     let (elapsed, latencies) = drive(&server.url, bodies, args.connections).await?;
     let stored = stored(&server.url, "default").await?;
-    server.stop()?;
+    server.try_stop().map_err(anyhow::Error::msg)?;
     drop(scratch);
 
     let mut report = Report::new("ingest-single");

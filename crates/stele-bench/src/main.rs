@@ -3,7 +3,6 @@
 //! the last line printed is one JSON object with all the figures.
 
 mod crash;
-mod events;
 mod ingest;
 mod query;
 mod report;

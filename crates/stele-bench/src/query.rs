@@ -5,10 +5,9 @@
 //! Also the loader and the timing harness the `verify` scenario shares.
 
 use crate::Common;
-use crate::events::{ACTIONS, ACTORS, Generator, Rng};
-use crate::ingest::{PgScratch, drive, server_config, stored, wait_searchable};
+use crate::ingest::{drive, server_config, stored, wait_searchable};
 use crate::report::{Report, percentile, sorted};
-use crate::server::Server;
+use crate::server::{self, Server};
 use anyhow::ensure;
 use clap::Args;
 use serde_json::Value;
@@ -17,6 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use stele_core::Timestamp;
+use stele_testkit::PgSchema;
+use stele_testkit::events::{ACTIONS, ACTORS, Generator, Rng};
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
@@ -53,7 +54,7 @@ const TARGET_P99_MS: u32 = 50;
 pub struct Loaded {
     pub server: Server,
     /// The scratch PostgreSQL schema the server runs on, if any; dropped after the server.
-    pub scratch: Option<PgScratch>,
+    pub scratch: Option<PgSchema>,
     /// Events acknowledged per second of posting.
     pub load_per_s: f64,
 }
@@ -83,11 +84,11 @@ pub async fn load(
 ) -> anyhow::Result<Loaded> {
     ensure!(events > 0 && batch > 0 && clients > 0, "nothing to load");
     let scratch = match &common.database_url {
-        Some(admin) => Some(PgScratch::create(admin)?),
+        Some(admin) => Some(PgSchema::create_at(admin)?),
         None => None,
     };
     let config = server_config(scratch.as_ref().map(|s| s.url.as_str()), batch, clients);
-    let server = Server::start(data, Some(&config))?;
+    let server = server::start(data, Some(&config))?;
 
     let mut generator = Generator::new(common.seed, common.trace_permille);
     let requests_per_chunk = (CHUNK_EVENTS / batch).max(clients);
@@ -382,7 +383,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<Report> {
         let latencies = measure(&http, &url, args.clients, probes).await?;
         worst = worst.max(set_latency(&mut report, kind, &latencies));
     }
-    loaded.server.stop()?;
+    loaded.server.try_stop().map_err(anyhow::Error::msg)?;
     report
         .set("p99_ms", worst)
         .set("ratio", worst / baseline_p99)

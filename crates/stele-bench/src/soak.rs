@@ -8,15 +8,16 @@
 //! Exceeding a bound prints the report and fails the run.
 
 use crate::Common;
-use crate::events::Generator;
-use crate::ingest::{PgScratch, server_config, stored, wait_searchable};
+use crate::ingest::{server_config, stored, wait_searchable};
 use crate::report::{Report, percentile, sorted};
-use crate::server::Server;
+use crate::server::{self, Server};
 use anyhow::{Context, bail, ensure};
 use clap::Args;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use stele_testkit::PgSchema;
+use stele_testkit::events::Generator;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -238,7 +239,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
 
     let dir = tempfile::tempdir()?;
     let scratch = match &args.common.database_url {
-        Some(admin) => Some(PgScratch::create(admin)?),
+        Some(admin) => Some(PgSchema::create_at(admin)?),
         None => None,
     };
     let config = server_config(
@@ -246,7 +247,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
         args.batch,
         SENDERS,
     );
-    let server = Server::start(&dir.path().join("server"), Some(&config))?;
+    let server = server::start(&dir.path().join("server"), Some(&config))?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
         .timeout(Duration::from_secs(120))
@@ -265,7 +266,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
 
     let (samples, requests, elapsed) = soak(&server, &http, &bodies, rate, &args).await?;
     let stored = stored(&server.url, "default").await?;
-    server.stop()?;
+    server.try_stop().map_err(anyhow::Error::msg)?;
     drop(scratch);
 
     // The first sample is a warm-up; then the first third against the last.

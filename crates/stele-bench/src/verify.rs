@@ -6,7 +6,6 @@
 //! has to do.
 
 use crate::Common;
-use crate::events::Rng;
 use crate::query::{LIVE, Probe, TENANT, client, load, measure, set_latency, warm_up};
 use crate::report::Report;
 use crate::server::run_stele;
@@ -16,7 +15,8 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use stele_core::leaf_hash;
+use stele_testkit::events::Rng;
+use stele_tlog::leaf_hash;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -215,7 +215,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Report> {
         .set("proof_ratio", proof_p99 / baseline_p99);
 
     // A graceful stop signs the final checkpoint; then the store is checked offline.
-    loaded.server.stop()?;
+    loaded.server.try_stop().map_err(anyhow::Error::msg)?;
     let database_url = loaded.scratch.as_ref().map(|s| s.url.as_str());
     let data_arg = data.to_str().context("the data directory is not UTF-8")?;
     let (ok, key, stderr) = run_stele(&["keys", "public", "--data", data_arg])?;

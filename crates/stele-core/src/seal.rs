@@ -1,11 +1,10 @@
-//! Sealing: the canonical bytes of an event and its RFC 9162 leaf hash. An event is
+//! Sealing: the canonical bytes of an event, from which its leaf hash is computed. An event is
 //! encoded once, before sequencing, with two gaps where the sequencer writes `received_at`
 //! and `seq`; sealing splices them in, so the writer copies bytes instead of re-encoding.
 
 use crate::canonical::{self, CanonicalError};
 use crate::event::Event;
 use crate::timestamp::Timestamp;
-use sha2::{Digest, Sha256};
 use std::fmt;
 use uuid::Uuid;
 
@@ -81,28 +80,6 @@ pub type Seq = u64;
 const RECEIVED_AT_LEN: usize = r#""received_at":"","#.len() + 27;
 /// `"seq":18446744073709551615,` at its longest.
 const SEQ_MAX_LEN: usize = r#""seq":,"#.len() + 20;
-
-/// RFC 9162 leaf hash: SHA-256(0x00 ‖ canonical event bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LeafHash(pub [u8; 32]);
-
-impl fmt::Debug for LeafHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
-    }
-}
-
-/// Writes a hash as lowercase hex, the form tools and test vectors use.
-pub(crate) fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
-}
-
-pub fn leaf_hash(canonical: &[u8]) -> LeafHash {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(canonical);
-    LeafHash(h.finalize().into())
-}
 
 /// A server time formatted once for a whole batch: the writer seals many events with the
 /// same `received_at`, and formatting it per event would be work on the hot path.
@@ -285,15 +262,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn leaf_hash_prefixes_zero_byte() {
-        // SHA-256 of the single byte 0x00: the RFC 9162 hash of an empty leaf.
-        assert_eq!(
-            format!("{:?}", leaf_hash(b"")),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
-        );
     }
 
     /// Any string, biased towards what needs escaping or sorts oddly.

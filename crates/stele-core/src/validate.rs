@@ -90,6 +90,20 @@ pub fn validate_action(action: &str) -> Result<(), String> {
     }
 }
 
+/// A valid event with Stele's defaults filled in, presealed and ready to sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The event's id: the client's, or one from `new_id`.
+    pub id: Uuid,
+    /// The log it goes to: the event's own, or the request's default.
+    pub tenant: String,
+    /// The client chose the id, so the event may be a retry of one already stored.
+    pub client_id: bool,
+    /// The normalized event (without `seq` and `received_at`).
+    pub event: Event,
+    pub presealed: Presealed,
+}
+
 /// Validates one event as sent by a client, fills Stele's defaults and preseales it.
 /// `new_id` is called only when the event has no `id`.
 pub fn prepare(
@@ -97,7 +111,7 @@ pub fn prepare(
     defaults: &IngestDefaults<'_>,
     limits: &Limits,
     new_id: impl FnOnce() -> Uuid,
-) -> Result<(Event, Presealed), ValidationError> {
+) -> Result<Prepared, ValidationError> {
     if !value.is_object() {
         return Err(ValidationError::one("an event must be a JSON object"));
     }
@@ -112,7 +126,7 @@ pub fn prepare_json(
     defaults: &IngestDefaults<'_>,
     limits: &Limits,
     new_id: impl FnOnce() -> Uuid,
-) -> Result<(Event, Presealed), ValidationError> {
+) -> Result<Prepared, ValidationError> {
     if !text.trim_start().starts_with('{') {
         return Err(ValidationError::one("an event must be a JSON object"));
     }
@@ -159,7 +173,7 @@ fn finish(
     defaults: &IngestDefaults<'_>,
     limits: &Limits,
     new_id: impl FnOnce() -> Uuid,
-) -> Result<(Event, Presealed), ValidationError> {
+) -> Result<Prepared, ValidationError> {
     let depth = event_depth(&event);
     if depth > limits.max_depth {
         return Err(ValidationError::one(format!(
@@ -190,8 +204,9 @@ fn finish(
         return Err(ValidationError { reasons });
     }
 
-    event.tenant = Some(tenant);
-    event.id = Some(event.id.unwrap_or_else(new_id));
+    let client_id = event.id.is_some();
+    let id = *event.id.get_or_insert_with(new_id);
+    event.tenant = Some(tenant.clone());
     event.occurred_at.get_or_insert(defaults.occurred_at);
     event.category.get_or_insert(DEFAULT_CATEGORY);
     event.level.get_or_insert(DEFAULT_LEVEL);
@@ -205,7 +220,13 @@ fn finish(
             limits.max_event_bytes
         )));
     }
-    Ok((event, presealed))
+    Ok(Prepared {
+        id,
+        tenant,
+        client_id,
+        event,
+        presealed,
+    })
 }
 
 /// The nesting depth of the event as JSON: the event object is depth 1, its fixed
@@ -290,10 +311,10 @@ mod tests {
         };
         let text = value.to_string();
         let from_value = prepare(value, &defaults, &Limits::default(), Uuid::nil)
-            .map(|(event, pre)| (event, pre.max_sealed_len()))
+            .map(|p| (p.event, p.presealed.max_sealed_len()))
             .map_err(|e| e.to_string());
         let from_text = prepare_json(&text, &defaults, &Limits::default(), Uuid::nil)
-            .map(|(event, pre)| (event, pre.max_sealed_len()))
+            .map(|p| (p.event, p.presealed.max_sealed_len()))
             .map_err(|e| e.to_string());
         assert_eq!(
             from_value, from_text,
@@ -324,6 +345,28 @@ mod tests {
         let id = Uuid::parse_str("0190b3c4-0000-7000-8000-000000000001").unwrap();
         let e = check(json!({"action": "a", "id": id, "tenant": "acme"})).unwrap();
         assert_eq!((e.id, e.tenant.as_deref()), (Some(id), Some("acme")));
+    }
+
+    #[test]
+    fn prepared_says_whose_id_it_is() {
+        let defaults = IngestDefaults {
+            tenant: "default",
+            occurred_at: now(),
+        };
+        let fresh = Uuid::now_v7();
+        let p = prepare_json(r#"{"action":"a"}"#, &defaults, &Limits::default(), || fresh).unwrap();
+        assert_eq!(
+            (p.id, p.client_id, p.tenant.as_str()),
+            (fresh, false, "default")
+        );
+        assert_eq!(p.event.id, Some(fresh));
+        let id = "0190b3c4-0000-7000-8000-000000000001";
+        let text = format!(r#"{{"action":"a","id":"{id}","tenant":"acme"}}"#);
+        let p = prepare_json(&text, &defaults, &Limits::default(), || unreachable!()).unwrap();
+        assert_eq!(
+            (p.id.to_string(), p.client_id, p.tenant.as_str()),
+            (id.to_string(), true, "acme")
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Fixture {
                 tenant,
                 occurred_at: ts("2026-01-05T00:00:00Z"),
             };
-            let (event, presealed) = stele_core::prepare(
+            let prepared = stele_core::prepare(
                 body(self.appended),
                 &defaults,
                 &Limits::default(),
@@ -154,12 +154,7 @@ impl Fixture {
             )
             .expect("a valid event");
             self.appended += 1;
-            batch.push(NewEvent {
-                tenant: tenant.to_string(),
-                id: event.id.expect("an id"),
-                client_id: false,
-                presealed,
-            });
+            batch.push(NewEvent::from(prepared));
         }
         self.clock += 1_000_000;
         let now = Timestamp::from_micros(self.clock).expect("in range");

@@ -206,14 +206,12 @@ impl Fixture {
                     tenant: &tenant,
                     occurred_at: default_occurred_at(),
                 };
-                let (event, presealed) = prepare(body, &defaults, &Limits::default(), Uuid::now_v7)
+                let prepared = prepare(body, &defaults, &Limits::default(), Uuid::now_v7)
                     .expect("a valid event");
-                let id = event.id.expect("an id");
+                let event = prepared.event.clone();
                 batch.push(NewEvent {
-                    tenant: tenant.clone(),
-                    id,
                     client_id,
-                    presealed,
+                    ..NewEvent::from(prepared)
                 });
                 sent.push((retry, event));
             }

@@ -1,31 +1,87 @@
 //! The log's signing key: given as a file or as the key text, or generated on first start
-//! into the data directory, readable by its owner only.
+//! into the data directory, readable by its owner only; and the check that it is the key
+//! the log belongs to.
 
 use crate::config::Config;
 use anyhow::{Context, bail};
 use std::io::Write;
 use std::path::Path;
-use stele_core::note::SignerKey;
+use stele_store::{LogStore, settings};
+use stele_tlog::note::{Note, SignerKey, VerifierKey, verify_note};
 
 /// The prefix of a signer key in its text form.
 const KEY_PREFIX: &str = "PRIVATE+KEY+";
 
 /// Loads the configured key, or the one in the data directory, creating it if missing.
 pub fn load_or_create(config: &Config) -> anyhow::Result<SignerKey> {
+    let (key, generated) = load_or_generate(config)?;
+    if generated {
+        save_generated(config, &key)?;
+    }
+    Ok(key)
+}
+
+/// The configured key, or the one in the data directory; a new one (not yet written) if
+/// there is none, and whether it is new.
+pub fn load_or_generate(config: &Config) -> anyhow::Result<(SignerKey, bool)> {
     match &config.log.signing_key {
-        Some(source) => load(source),
+        Some(source) => Ok((load(source)?, false)),
         None => {
             let path = config.key_path();
             if path.exists() {
-                load_file(&path)
+                Ok((load_file(&path)?, false))
             } else {
-                let key = generate(&config.log.origin)?;
-                write_new(&path, &key)?;
-                tracing::info!(path = %path.display(), verifier = %key.verifier(), "signing key generated");
-                Ok(key)
+                Ok((generate(&config.log.origin)?, true))
             }
         }
     }
+}
+
+/// Writes a key from [`load_or_generate`] into the data directory.
+pub fn save_generated(config: &Config, key: &SignerKey) -> anyhow::Result<()> {
+    let path = config.key_path();
+    write_new(&path, key)?;
+    tracing::info!(path = %path.display(), verifier = %key.verifier(), "signing key generated");
+    Ok(())
+}
+
+/// Refuses a key that the log does not belong to: every log's latest checkpoint must
+/// verify with it, and the store's record of the log's verifier key (made by the first
+/// node that started on it) must name it. Blocks: call it off the async workers.
+pub fn check_belongs_to_log(store: &dyn LogStore, verifier: &VerifierKey) -> anyhow::Result<()> {
+    let ours = verifier.to_text();
+    for stored in store.latest_checkpoints()? {
+        if verify_note(&stored.note, verifier).is_ok() {
+            continue;
+        }
+        let signers = Note::parse(&stored.note)
+            .map(|n| {
+                n.signatures
+                    .iter()
+                    .map(|s| format!("`{}` (key id {:08x})", s.name, s.key_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|_| "an unreadable signature".to_string());
+        bail!(
+            "this node's signing key does not sign this log: its verifier key is {ours}, but the \
+             latest checkpoint of log `{}` is signed by {signers}. Start every node with the \
+             log's signing key (--signing-key or STELE_SIGNING_KEY)",
+            stored.tenant
+        );
+    }
+    let recorded = store
+        .meta()
+        .init_setting(settings::VERIFIER_KEY, &ours)
+        .context("recording the log's verifier key")?;
+    if recorded != ours {
+        bail!(
+            "this node's signing key does not sign this log: its verifier key is {ours}, but \
+             the log belongs to {recorded}. Start every node with the log's signing key \
+             (--signing-key or STELE_SIGNING_KEY)"
+        );
+    }
+    Ok(())
 }
 
 /// A key given as its text (`PRIVATE+KEY+…`) or as the path of a file holding it.

@@ -4,16 +4,15 @@
 //! Invariant: handlers never touch the store's writer; every append goes through the
 //! sequencer, and every blocking call (SQLite, tantivy) runs off the async workers.
 
-pub mod checkpoints;
 pub mod config;
 pub mod http;
 pub mod keys;
 pub mod sequencer;
+pub mod workers;
 
 pub use config::Config;
 
 use anyhow::Context;
-use checkpoints::{Checkpointer, Published, Signed};
 use http::AppState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sequencer::Sequencer;
@@ -21,13 +20,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use stele_core::tiles::TileTrees;
 use stele_index::{Indexer, IndexerOptions, SearchIndex};
 use stele_store::LogStore;
 use stele_store::pg::PgStore;
 use stele_store::sqlite::SqliteStore;
+use stele_tlog::tiles::TileTrees;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use workers::checkpointer::{Checkpointer, Published, Signed};
 
 /// The process-wide metrics recorder (the `metrics` facade has one global recorder).
 fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
@@ -75,17 +75,22 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let store = open_store(&config).await?;
     let index_path = config.index_path();
     let index = tokio::task::spawn_blocking(move || SearchIndex::open(&index_path)).await??;
-    let key = keys::load_or_create(&config)?;
+    let (key, generated) = keys::load_or_generate(&config)?;
     // Store calls block (and PostgreSQL's client may not run on an async thread).
     let reading = store.clone();
+    let verifier = key.verifier();
     let (published, dirty, writer) = tokio::task::spawn_blocking(move || {
+        keys::check_belongs_to_log(reading.as_ref(), &verifier)?;
         let (published, dirty) = load_checkpoints(reading.as_ref())?;
         anyhow::Ok((published, dirty, reading.writer()?))
     })
     .await??;
+    if generated {
+        keys::save_generated(&config, &key)?;
+    }
     let published = Arc::new(published);
     if config.database_url.is_some() {
-        follow_checkpoints(
+        workers::follower::follow_checkpoints(
             store.clone(),
             published.clone(),
             Duration::from_millis(config.log.checkpoint_interval_ms),
@@ -162,28 +167,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn LogStore>> {
         }
     };
     Ok(store)
-}
-
-/// With a shared store, other nodes sign checkpoints too: take up theirs every interval.
-fn follow_checkpoints(store: Arc<dyn LogStore>, published: Arc<Published>, every: Duration) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let store = store.clone();
-            let Ok(Ok(latest)) =
-                tokio::task::spawn_blocking(move || store.latest_checkpoints()).await
-            else {
-                continue;
-            };
-            let signed = latest
-                .iter()
-                .filter_map(|c| Signed::from_stored(c).ok().map(|s| (c.tenant.clone(), s)))
-                .collect();
-            published.publish(signed);
-        }
-    });
 }
 
 /// The latest stored checkpoint of each log, and the logs that grew past theirs.

@@ -7,7 +7,7 @@
 //!
 //! Invariant: an event is acknowledged only after the transaction holding it committed.
 
-use crate::checkpoints::Checkpointer;
+use crate::workers::checkpointer::Checkpointer;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    #[error("the ingest queue is full")]
-    Overloaded,
+    #[error("the ingest queue is full ({queued} events waiting)")]
+    Overloaded { queued: usize },
     #[error("the writer is stopped or the store failed")]
     Unavailable,
 }
@@ -121,14 +121,17 @@ impl Sequencer {
 
     /// Queues `events` and waits until they are durably stored.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, SubmitError> {
-        let n = u32::try_from(events.len()).map_err(|_| SubmitError::Overloaded)?;
+        let overloaded = || SubmitError::Overloaded {
+            queued: self.queued(),
+        };
+        let n = u32::try_from(events.len()).map_err(|_| overloaded())?;
         let permit = self
             .permits
             .clone()
             .try_acquire_many_owned(n)
             .map_err(|e| match e {
                 tokio::sync::TryAcquireError::Closed => SubmitError::Unavailable,
-                tokio::sync::TryAcquireError::NoPermits => SubmitError::Overloaded,
+                tokio::sync::TryAcquireError::NoPermits => overloaded(),
             })?;
         metrics::gauge!("stele_ingest_queue_events").set(self.queued() as f64);
         let (reply, answer) = oneshot::channel();

@@ -4,8 +4,9 @@
 
 use crate::{Appended, NewEvent, Result, StoreError};
 use std::collections::HashMap;
-use stele_core::tiles::TileBuilder;
-use stele_core::{Event, LeafHash, SealTime, Timestamp, leaf_hash};
+use stele_core::{Event, SealTime, Timestamp};
+use stele_tlog::tiles::TileBuilder;
+use stele_tlog::{LeafHash, leaf_hash};
 use uuid::Uuid;
 
 /// A log as the writer holds it between batches.

@@ -5,14 +5,19 @@
 //! Invariant: the tiles stored with a batch describe the Merkle tree of exactly the events
 //! committed with it, and a tile's hashes never change (a partial tile only grows).
 //! Invariant: this crate knows nothing of HTTP, async runtimes or the search index.
+//!
+//! Beside the append-only log, each backend keeps a [`MetaStore`]: settings that are not
+//! audit evidence and may change (today which verifier key the log belongs to).
 
 mod batch;
 pub mod pg;
 pub mod sqlite;
 
-use stele_core::merkle::NodeHash;
-use stele_core::tiles::{Tile, TileId, TileReader};
-use stele_core::{LeafHash, Presealed, Timestamp};
+use stele_core::validate::Prepared;
+use stele_core::{Presealed, Timestamp};
+use stele_tlog::LeafHash;
+use stele_tlog::merkle::NodeHash;
+use stele_tlog::tiles::{Tile, TileId, TileReader};
 use uuid::Uuid;
 
 /// An event ready to be sequenced into its log.
@@ -23,6 +28,17 @@ pub struct NewEvent {
     /// The client chose the id, so it may already be stored (an idempotent retry).
     pub client_id: bool,
     pub presealed: Presealed,
+}
+
+impl From<Prepared> for NewEvent {
+    fn from(p: Prepared) -> NewEvent {
+        NewEvent {
+            tenant: p.tenant,
+            id: p.id,
+            client_id: p.client_id,
+            presealed: p.presealed,
+        }
+    }
 }
 
 /// What became of one appended event.
@@ -83,6 +99,21 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
 }
 
+impl StoreError {
+    /// The stored data itself is damaged or inconsistent, so retrying cannot help (as
+    /// opposed to a store that is unreachable, busy or shutting down).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Corrupt(_) => true,
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// The server's message where there is one: `postgres::Error` alone says only "db error".
 fn postgres_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
@@ -129,6 +160,33 @@ pub trait LogStore: Send + Sync + 'static {
     /// Log ids that event, tile or checkpoint rows refer to but no log row has: rows a
     /// deleted log row would hide from every other check.
     fn orphaned_logs(&self) -> Result<Vec<i64>>;
+
+    /// The settings kept beside this log.
+    fn meta(&self) -> &dyn MetaStore;
+}
+
+/// Settings: mutable state kept beside the log, never audit evidence. Methods block.
+pub trait MetaStore: Send + Sync {
+    /// The value of `name`, if set.
+    fn setting(&self, name: &str) -> Result<Option<String>>;
+    /// Sets `name` to `value` unless it is set already; answers the value it now has (the
+    /// first one ever set, when several nodes race).
+    fn init_setting(&self, name: &str, value: &str) -> Result<String>;
+    /// Sets `name` to `value`, replacing any earlier value.
+    fn put_setting(&self, name: &str, value: &str) -> Result<()>;
+}
+
+/// The names of the settings the store itself knows.
+pub mod settings {
+    /// The verifier key (`name+id+key`) whose signing key signs this log's checkpoints.
+    pub const VERIFIER_KEY: &str = "log.verifier_key";
+}
+
+/// Now, as microseconds since the epoch (when a setting changed).
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Reads complete nodes of `tenant`'s tree of `size` leaves from its stored tiles. A tile
@@ -182,7 +240,7 @@ pub fn tile_from_row(level: i64, index: i64, width: i64, hashes: Vec<u8>) -> Res
 }
 
 fn hashes_len_ok(tile: &Tile, width: i64) -> bool {
-    (1..=i64::from(stele_core::tiles::TILE_WIDTH)).contains(&width)
+    (1..=i64::from(stele_tlog::tiles::TILE_WIDTH)).contains(&width)
         && tile.hashes.len() as i64 == 32 * width
 }
 

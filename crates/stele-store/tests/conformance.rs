@@ -9,12 +9,13 @@
 
 use serde_json::{Value, json};
 use std::any::Any;
-use stele_core::merkle::{self, NodeHash};
-use stele_core::tiles::{TileId, build_tiles};
-use stele_core::{Event, IngestDefaults, Limits, Timestamp, leaf_hash, prepare};
+use stele_core::{Event, IngestDefaults, Limits, Timestamp, prepare};
 use stele_store::{
     Appended, LogHead, LogStore, NewEvent, StoredCheckpoint, StoredEvent, tile_reader,
 };
+use stele_tlog::leaf_hash;
+use stele_tlog::merkle::{self, NodeHash};
+use stele_tlog::tiles::{TileId, build_tiles};
 use uuid::Uuid;
 
 /// A fresh, empty place to keep a store.
@@ -36,13 +37,12 @@ fn prepared(tenant: &str, body: Value, client_id: bool) -> (Event, NewEvent) {
         tenant,
         occurred_at: ts("2026-01-01T00:00:00Z"),
     };
-    let (event, presealed) =
+    let prepared =
         prepare(body, &defaults, &Limits::default(), Uuid::now_v7).expect("a valid event");
+    let event = prepared.event.clone();
     let new = NewEvent {
-        tenant: event.tenant().to_string(),
-        id: event.id.expect("prepare assigns an id"),
         client_id,
-        presealed,
+        ..NewEvent::from(prepared)
     };
     (event, new)
 }
@@ -669,6 +669,33 @@ pub mod suite {
         assert_eq!(out.expect("append")[0].seq, 1);
     }
 
+    /// Settings live beside the log: they may change, the first `init` wins, and a new
+    /// connection (another node) sees them.
+    pub fn settings_are_kept_beside_the_log(backend: Backend) {
+        let store = (backend.open)();
+        let meta = store.meta();
+        assert_eq!(meta.setting("a.b").expect("setting"), None);
+        assert_eq!(meta.init_setting("a.b", "first").expect("init"), "first");
+        assert_eq!(meta.init_setting("a.b", "second").expect("init"), "first");
+        meta.put_setting("other", "1").expect("put");
+        meta.put_setting("other", "2").expect("put again");
+        let reopened = (backend.open)();
+        assert_eq!(
+            reopened.meta().setting("a.b").expect("setting").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            reopened
+                .meta()
+                .setting("other")
+                .expect("setting")
+                .as_deref(),
+            Some("2")
+        );
+        // Settings are not events: the log is untouched.
+        assert!(reopened.heads().expect("heads").is_empty());
+    }
+
     pub fn tiles_describe_the_tree_after_every_batch(backend: Backend) {
         let store = (backend.open)();
         let mut writer = store.writer().expect("writer");
@@ -885,6 +912,7 @@ macro_rules! store_conformance_suite {
             checkpoints_are_kept_in_order,
             only_one_writer,
             readers_see_committed_batches_while_writing,
+            settings_are_kept_beside_the_log,
         );
     };
     (@tests $factory:expr; $($name:ident),+ $(,)?) => {
@@ -1380,7 +1408,7 @@ mod postgres_only {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
     }
 
     #[test]

@@ -1,97 +1,14 @@
-//! Test support shared by the store and server test suites: a scratch PostgreSQL schema
-//! per test, so PostgreSQL tests run in parallel and leave nothing behind.
+//! Test support shared by the test suites and the benchmark tool: the real `stele` binary
+//! run as a server on port 0, event factories, and scratch PostgreSQL schemas.
 //!
-//! The database comes from `STELE_TEST_DATABASE_URL` (default: the local `test` database).
-//! If it is unreachable the PostgreSQL tests are skipped with a loud message, unless
-//! `STELE_REQUIRE_POSTGRES=1`, under which they fail.
+//! The PostgreSQL database comes from `STELE_TEST_DATABASE_URL` (default: the local `test`
+//! database). If it is unreachable the PostgreSQL tests are skipped with a loud message,
+//! unless `STELE_REQUIRE_POSTGRES=1`, under which they fail.
 
-use std::str::FromStr;
-use std::time::Duration;
+pub mod events;
+mod pg;
+pub mod server;
 
-pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A schema that exists until this value is dropped. Its `url` selects it through the
-/// connection's `search_path`.
-pub struct PgSchema {
-    pub name: String,
-    pub url: String,
-    admin: String,
-}
-
-impl PgSchema {
-    /// A fresh, empty schema, or `None` when PostgreSQL is unreachable and not required.
-    pub fn create() -> Option<PgSchema> {
-        // The blocking client may not run on an async runtime's thread: use a thread of its own.
-        std::thread::spawn(Self::create_here)
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-
-    fn create_here() -> Option<PgSchema> {
-        let admin = std::env::var("STELE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.into());
-        let required = std::env::var("STELE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-        let mut client = match connect(&admin) {
-            Ok(client) => client,
-            Err(e) if required => {
-                panic!("PostgreSQL at {admin} is unreachable and STELE_REQUIRE_POSTGRES=1: {e}")
-            }
-            Err(e) => {
-                eprintln!(
-                    "\n*** SKIPPED: PostgreSQL test, no database at {admin} ({e}); \
-                     set STELE_TEST_DATABASE_URL, or STELE_REQUIRE_POSTGRES=1 to fail instead ***\n"
-                );
-                return None;
-            }
-        };
-        let name = format!("stele_test_{}", uuid::Uuid::now_v7().simple());
-        client
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .expect("creating a test schema");
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{sep}options=-csearch_path%3D{name}");
-        Some(PgSchema { name, url, admin })
-    }
-}
-
-impl PgSchema {
-    /// Runs `sql` as the administrator (on a thread of its own, so async tests may call it).
-    pub fn admin_execute(&self, sql: &str) {
-        let (admin, sql) = (self.admin.clone(), sql.to_string());
-        std::thread::spawn(move || {
-            connect(&admin)
-                .expect("connecting as the administrator")
-                .batch_execute(&sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e));
-    }
-
-    /// The URL of this schema for another role.
-    pub fn url_as(&self, role: &str) -> String {
-        let after = self
-            .url
-            .split_once("://")
-            .map_or(self.url.as_str(), |(_, r)| r);
-        let host = after.split_once('@').map_or(after, |(_, h)| h);
-        format!("postgres://{role}@{host}")
-    }
-}
-
-fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
-    let mut config = postgres::Config::from_str(url)?;
-    config.connect_timeout(Duration::from_secs(5));
-    config.connect(postgres::NoTls)
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut client) = connect(&admin) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
-            }
-        })
-        .join();
-    }
-}
+pub use events::{Generator, Rng, sample_event, tenant_event};
+pub use pg::{DEFAULT_URL, PgSchema};
+pub use server::{Server, run_stele, stele_binary};

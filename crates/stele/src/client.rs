@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
+use stele_api::{IngestResponse, Problem};
 
 /// Events per request when sending a large file.
 const SEND_CHUNK: usize = 10_000;
@@ -90,18 +91,8 @@ fn endpoint(url: &str, path: &str) -> String {
 async fn failure(response: reqwest::Response) -> anyhow::Error {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<Value>(&text) {
-        Ok(problem) => {
-            let mut msg = format!(
-                "{status}: {} ({})",
-                problem["detail"].as_str().unwrap_or(""),
-                problem["code"].as_str().unwrap_or("")
-            );
-            for e in problem["errors"].as_array().into_iter().flatten() {
-                msg.push_str(&format!("\n  event {}: {}", e["index"], e["reasons"]));
-            }
-            anyhow::anyhow!(msg)
-        }
+    match serde_json::from_str::<Problem>(&text) {
+        Ok(problem) => anyhow::anyhow!("{problem}"),
         Err(_) => anyhow::anyhow!("{status}: {text}"),
     }
 }
@@ -150,12 +141,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             let err = failure(response).await;
             bail!("request {} (events {}..): {err}", n + 1, n * SEND_CHUNK);
         }
-        let body: Value = response.json().await?;
-        for receipt in body["receipts"].as_array().into_iter().flatten() {
+        let body: IngestResponse = response.json().await?;
+        for receipt in body.receipts {
             if args.json {
-                println!("{receipt}");
+                println!("{}", serde_json::to_string(&receipt)?);
             }
-            if receipt["duplicate"].as_bool() == Some(true) {
+            if receipt.duplicate {
                 duplicates += 1;
             } else {
                 stored += 1;

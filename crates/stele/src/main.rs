@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stele_core::note::VerifierKey;
 use stele_server::Config;
+use stele_tlog::note::VerifierKey;
 
 /// Requests, events and index documents are small, short-lived allocations made from
 /// many threads at once: mimalloc serves them with less contention than the system
@@ -319,7 +319,7 @@ fn verifier_key(source: &str) -> anyhow::Result<VerifierKey> {
 }
 
 /// The signing key a server with these settings uses; `create` makes it if missing.
-fn signer_key(args: &KeySourceArgs, create: bool) -> anyhow::Result<stele_core::note::SignerKey> {
+fn signer_key(args: &KeySourceArgs, create: bool) -> anyhow::Result<stele_tlog::note::SignerKey> {
     let mut config = load_config(args.config.as_ref(), args.data.clone())?;
     if args.signing_key.is_some() {
         config.log.signing_key = args.signing_key.clone();

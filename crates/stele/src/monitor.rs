@@ -5,15 +5,15 @@
 
 use crate::report::{Problems, Summary};
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use stele_core::merkle::{NodeHash, verify_consistency, verify_inclusion};
-use stele_core::note::{Checkpoint, VerifierKey, verify_checkpoint};
-use stele_core::tiles::{Tile, TileId, TileReader};
-use stele_core::{Event, leaf_hash};
+use stele_core::Event;
+use stele_tlog::leaf_hash;
+use stele_tlog::merkle::{NodeHash, verify_consistency, verify_inclusion};
+use stele_tlog::note::{Checkpoint, VerifierKey, verify_checkpoint};
+use stele_tlog::proof::decode_hashes;
+use stele_tlog::tiles::{Tile, TileId, TileReader, split_entry_bundle};
 
 /// A log's last verified checkpoint, as remembered between runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,21 +58,6 @@ pub struct Monitor {
     samples: usize,
 }
 
-#[derive(Deserialize)]
-struct LogList {
-    logs: Vec<LogInfo>,
-}
-
-#[derive(Deserialize)]
-struct LogInfo {
-    tenant: String,
-}
-
-#[derive(Deserialize)]
-struct ConsistencyAnswer {
-    consistency: Vec<String>,
-}
-
 impl Monitor {
     pub fn new(url: &str, key: VerifierKey, samples: usize) -> Monitor {
         Monitor {
@@ -112,7 +97,7 @@ impl Monitor {
         if let Some(t) = only {
             return Ok(vec![t.to_string()]);
         }
-        let list: LogList = self
+        let list: stele_api::LogList = self
             .get("/v1/logs")
             .await?
             .context("the server has no /v1/logs")?
@@ -179,7 +164,7 @@ impl Monitor {
         }
         Ok(Some(Remembered {
             size: checkpoint.size,
-            root: B64.encode(checkpoint.root.0),
+            root: checkpoint.root.to_base64(),
             note,
         }))
     }
@@ -192,7 +177,7 @@ impl Monitor {
         problems: &mut Problems,
     ) -> anyhow::Result<()> {
         let place = format!("checkpoint {} → {}", previous.size, now.size);
-        let Some(old_root) = decode_hash(&previous.root) else {
+        let Some(old_root) = NodeHash::from_base64(&previous.root) else {
             bail!("the state file holds a malformed root for log {tenant}");
         };
         if now.size < previous.size {
@@ -217,10 +202,10 @@ impl Monitor {
                 problems.add(tenant, &place, "the server gives no consistency proof");
                 return Ok(());
             };
-            let answer: ConsistencyAnswer = answer.json().await?;
-            match answer.consistency.iter().map(|h| decode_hash(h)).collect() {
-                Some(p) => p,
-                None => {
+            let answer: stele_api::ConsistencyProof = answer.json().await?;
+            match decode_hashes(&answer.consistency) {
+                Ok(p) => p,
+                Err(_) => {
                     problems.add(tenant, &place, "the consistency proof is malformed");
                     return Ok(());
                 }
@@ -297,7 +282,7 @@ impl Monitor {
                 let bundle = self
                     .bytes(&format!("/v1/logs/{tenant}/{}", id.entries_path()))
                     .await?;
-                slot.insert(bundle.and_then(|b| split_bundle(&b)));
+                slot.insert(bundle.and_then(|b| split_entry_bundle(&b)));
             }
             let Some(Some(entries)) = bundles.get(&id) else {
                 problems.add(
@@ -335,23 +320,6 @@ impl Monitor {
         }
         Ok(())
     }
-}
-
-fn decode_hash(text: &str) -> Option<NodeHash> {
-    let bytes = B64.decode(text).ok()?;
-    Some(NodeHash(bytes.try_into().ok()?))
-}
-
-/// Splits a C2SP entry bundle: each entry behind a big-endian uint16 length.
-pub fn split_bundle(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let len = usize::from(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]));
-        let entry = bytes.get(2..2 + len)?;
-        out.push(entry.to_vec());
-        bytes = &bytes[2 + len..];
-    }
-    Some(out)
 }
 
 /// Up to `n` distinct leaf indices below `size`: the first, the last, and random ones.

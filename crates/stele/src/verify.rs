@@ -9,11 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use stele_core::merkle::{EMPTY_ROOT, NodeHash};
-use stele_core::note::{VerifierKey, verify_checkpoint};
-use stele_core::tiles::{Tile, TileBuilder, TileId};
-use stele_core::{LeafHash, leaf_hash};
 use stele_store::{LogStore, StoredCheckpoint};
+use stele_tlog::merkle::{EMPTY_ROOT, NodeHash};
+use stele_tlog::note::{VerifierKey, verify_checkpoint};
+use stele_tlog::tiles::{Tile, TileBuilder, TileId};
+use stele_tlog::{LeafHash, leaf_hash};
 
 /// Events read per store call.
 const READ_BATCH: usize = 10_000;

@@ -60,7 +60,7 @@ async fn ingest_single_array_and_ndjson(backend: Backend) {
         let bytes = response.bytes().await.unwrap();
         assert_eq!(
             receipt["leaf_hash"].as_str().unwrap(),
-            b64(&stele_core::leaf_hash(&bytes).0)
+            b64(&stele_tlog::leaf_hash(&bytes).0)
         );
         let event: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(event["seq"], receipt["seq"]);

@@ -385,3 +385,79 @@ async fn ingest_survives_the_database_going_away() {
     server.stop();
     verify(&app_url, &verifier_key(dir.path()), Some(dir.path()));
 }
+
+/// A second node started without the log's signing key would sign the shared log with a
+/// key of its own, and no verifier could check its checkpoints: it refuses to start, naming
+/// both keys. The log records which verifier key it belongs to on the first start, so
+/// even before the first checkpoint a foreign key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_key_refuses_to_start() {
+    let Some(schema) = schema().await else {
+        return;
+    };
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = Server::start(a_dir.path(), Some(&node_config(&schema.url, None)));
+    let a_key = verifier_key(a_dir.path());
+
+    // Before any checkpoint: the recorded key decides.
+    let refused = Server::try_start(b_dir.path(), Some(&node_config(&schema.url, None)))
+        .err()
+        .expect("a node with another key started");
+    assert!(refused.contains("does not sign this log"), "{refused}");
+    assert!(
+        refused.contains(&a_key),
+        "the log's key is not named: {refused}"
+    );
+    assert!(
+        !b_dir.path().join("signing.key").exists(),
+        "the refused node kept a generated key"
+    );
+
+    // After checkpoints: their signer is named too.
+    ingest(&a, &[sample_event(1), sample_event(2)]).await;
+    wait_checkpoint(&a, "default", 2).await;
+    let other = c_dir.path().join("other.key");
+    let made = stele(&[
+        "keys",
+        "generate",
+        "--name",
+        "localhost/stele",
+        "--out",
+        path(&other),
+    ]);
+    made.assert_ok();
+    let other_verifier = made.stdout.trim().to_string();
+    let refused = Server::try_start(c_dir.path(), Some(&node_config(&schema.url, Some(&other))))
+        .err()
+        .expect("a node with another key started");
+    assert!(
+        refused.contains(&other_verifier),
+        "its own key is not named: {refused}"
+    );
+    assert!(
+        refused.contains("latest checkpoint of log `default`"),
+        "{refused}"
+    );
+    let signer_id = a_key.split('+').nth(1).unwrap();
+    assert!(
+        refused.contains(signer_id),
+        "the signer's key id is not named: {refused}"
+    );
+
+    // With the log's key, a second node starts and serves the same log.
+    let b = Server::start(
+        b_dir.path(),
+        Some(&node_config(
+            &schema.url,
+            Some(&a_dir.path().join("signing.key")),
+        )),
+    );
+    let (status, _) = get(&b, "/v1/logs/default/checkpoint").await;
+    assert_eq!(status, 200);
+    b.stop();
+    a.stop();
+}

@@ -10,9 +10,9 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use stele_core::merkle::NodeHash;
-use stele_core::note::{Checkpoint, Note, SignerKey};
-use stele_core::tiles::TileBuilder;
+use stele_tlog::merkle::NodeHash;
+use stele_tlog::note::{Checkpoint, Note, SignerKey};
+use stele_tlog::tiles::TileBuilder;
 use tempfile::TempDir;
 use uuid::Uuid;
 

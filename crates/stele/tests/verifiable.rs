@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use stele_core::merkle::{NodeHash, verify_consistency, verify_inclusion};
-use stele_core::note::{VerifierKey, verify_checkpoint};
-use stele_core::tiles::TileId;
+use stele_tlog::merkle::{NodeHash, verify_consistency, verify_inclusion};
+use stele_tlog::note::{VerifierKey, verify_checkpoint};
+use stele_tlog::tiles::TileId;
 use tlog_tiles as oracle;
 
 const FAST_CHECKPOINTS: &str = "[log]\ncheckpoint_interval_ms = 50\n";
@@ -191,7 +191,7 @@ async fn any_tlog_client_can_check_the_log(backend: Backend) {
     let key = VerifierKey::parse(&vkey).unwrap();
     let signed = verify_checkpoint(proof["checkpoint"].as_str().unwrap(), &key).unwrap();
     assert_eq!(signed.size, size);
-    let leaf = stele_core::leaf_hash(&entries[300]).into();
+    let leaf = stele_tlog::leaf_hash(&entries[300]).into();
     assert!(verify_inclusion(
         leaf,
         300,

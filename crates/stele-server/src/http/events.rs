@@ -1,17 +1,18 @@
-//! Reading events: filtered listings and traces run on the search index, which yields
-//! `seq`s; the bodies are then read from the store, exactly as stored.
+//! Reading events: filtered listings run on the search index, which yields `seq`s; the
+//! bodies are then read from the store and answered exactly as stored, unparsed.
 
 use super::AppState;
-use super::problem::ApiError;
+use super::error::{ApiError, blocking};
+use super::params::{ParamReader, Params, boolean, enum_param};
+use super::proofs::{self, ProofReader};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use stele_api::ErrorCode;
 use stele_core::cursor::{Cursor, SortOrder};
-use stele_core::{ActorType, Category, ErrorCode, Event, Level, Outcome, StepStatus, Timestamp};
+use stele_core::{ActorType, Category, Level, Outcome, Timestamp};
 use stele_index::{ActionFilter, EventQuery, SearchPage};
 use stele_store::StoredEvent;
 use uuid::Uuid;
@@ -20,74 +21,6 @@ use uuid::Uuid;
 const MAX_INDEX_WAIT: Duration = Duration::from_secs(5);
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
-/// The most events one trace answer holds.
-const MAX_TRACE_EVENTS: usize = 10_000;
-
-pub(super) type Params = Query<Vec<(String, String)>>;
-
-/// Query parameters, each allowed once; unknown ones are an error rather than ignored.
-pub(super) struct ParamReader {
-    params: HashMap<String, String>,
-}
-
-impl ParamReader {
-    pub(super) fn new(
-        raw: Vec<(String, String)>,
-        allowed: &[&str],
-    ) -> Result<ParamReader, ApiError> {
-        let mut params = HashMap::new();
-        for (key, value) in raw {
-            if !allowed.contains(&key.as_str()) {
-                return Err(ApiError::invalid_query(format!(
-                    "unknown parameter `{key}`; accepted: {}",
-                    allowed.join(", ")
-                )));
-            }
-            if params.insert(key.clone(), value).is_some() {
-                return Err(ApiError::invalid_query(format!(
-                    "parameter `{key}` is given more than once"
-                )));
-            }
-        }
-        Ok(ParamReader { params })
-    }
-
-    fn text(&self, key: &str) -> Result<Option<String>, ApiError> {
-        match self.params.get(key) {
-            Some(v) if v.is_empty() => Err(ApiError::invalid_query(format!("`{key}` is empty"))),
-            Some(v) if v.len() > 4096 => {
-                Err(ApiError::invalid_query(format!("`{key}` is too long")))
-            }
-            other => Ok(other.cloned()),
-        }
-    }
-
-    pub(super) fn parsed<T>(
-        &self,
-        key: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ApiError> {
-        self.text(key)?
-            .map(|v| parse(&v).map_err(|e| ApiError::invalid_query(format!("`{key}`: {e}"))))
-            .transpose()
-    }
-
-    pub(super) fn tenant(&self, state: &AppState) -> Result<String, ApiError> {
-        let tenant = self
-            .text("tenant")?
-            .unwrap_or_else(|| state.config.default_tenant.clone());
-        stele_core::validate_tenant(&tenant)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
-        Ok(tenant)
-    }
-}
-
-fn enum_param<T>(
-    parse: fn(&str) -> Option<T>,
-    expected: fn() -> String,
-) -> impl Fn(&str) -> Result<T, String> {
-    move |v| parse(v).ok_or_else(|| format!("`{v}` is not one of {}", expected()))
-}
 
 const LIST_PARAMS: &[&str] = &[
     "tenant",
@@ -141,12 +74,7 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
             _ => Err(format!("`{v}` is not one of asc, desc")),
         })?
         .unwrap_or(SortOrder::Asc);
-    q.limit = p
-        .parsed("limit", |v| match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
-        })?
-        .unwrap_or(DEFAULT_LIMIT);
+    q.limit = p.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
     if let (Some(from), Some(to)) = (q.from, q.to)
         && from > to
     {
@@ -183,7 +111,7 @@ fn parse_action(v: &str) -> Result<ActionFilter, String> {
 }
 
 /// Waits until the index has `tenant` through `min_seq`, or the wait limit passes.
-async fn wait_for_index(state: &AppState, tenant: &str, min_seq: u64) {
+pub(super) async fn wait_for_index(state: &AppState, tenant: &str, min_seq: u64) {
     let mut progress = state.index_progress.subscribe();
     let _ = tokio::time::timeout(MAX_INDEX_WAIT, async {
         loop {
@@ -203,21 +131,17 @@ async fn wait_for_index(state: &AppState, tenant: &str, min_seq: u64) {
 }
 
 /// Runs the search and reads the bodies, on a blocking thread.
-async fn search_and_read(
+pub(super) async fn search_and_read(
     state: &Arc<AppState>,
     q: EventQuery,
 ) -> Result<(SearchPage, Vec<StoredEvent>), ApiError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let page = state.index.search(&q).map_err(ApiError::internal)?;
-        let events = state
-            .store
-            .read_seqs(&q.tenant, &page.seqs)
-            .map_err(ApiError::unavailable)?;
+    blocking(move || {
+        let page = state.index.search(&q)?;
+        let events = state.store.read_seqs(&q.tenant, &page.seqs)?;
         Ok((page, events))
     })
     .await
-    .map_err(ApiError::internal)?
 }
 
 pub(super) fn json_response(body: Vec<u8>) -> Response {
@@ -241,22 +165,12 @@ fn push_events(out: &mut Vec<u8>, events: &[StoredEvent]) {
     out.push(b']');
 }
 
-/// A page of events (the schema of `GET /v1/events`).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EventPage {
-    pub events: Vec<stele_core::Event>,
-    /// Pass as `cursor` to read the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-    /// The last `seq` of the log the search index had when answering.
-    pub indexed_through: Option<u64>,
-}
-
 /// List and filter events
 ///
 /// Filters run on the search index; `indexed_through` says how far it has caught up, and
 /// `min_seq` waits (up to 5 s) until it reaches that `seq` for read-your-writes.
 #[utoipa::path(
-    get, path = "/v1/events", tag = "events",
+    get, path = "/v1/events", tag = "events", operation_id = "list_events",
     params(
         ("tenant" = Option<String>, Query, description = "The log (default: the server's default tenant)"),
         ("from" = Option<String>, Query, description = "occurred_at >= from (RFC 3339)"),
@@ -273,8 +187,8 @@ pub struct EventPage {
         ("min_seq" = Option<u64>, Query, description = "Wait until the index reaches this seq"),
     ),
     responses(
-        (status = 200, body = EventPage),
-        (status = 400, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 200, body = stele_api::EventPage),
+        (status = 400, body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -283,10 +197,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let p = ParamReader::new(raw, LIST_PARAMS)?;
     let tenant = p.tenant(&state)?;
-    let min_seq = p.parsed("min_seq", |v| {
-        v.parse::<u64>()
-            .map_err(|_| "must be a whole number".to_string())
-    })?;
+    let min_seq = p.min_seq()?;
     let q = list_query(&p, tenant.clone())?;
     if let Some(min_seq) = min_seq {
         wait_for_index(&state, &tenant, min_seq).await;
@@ -312,27 +223,19 @@ pub async fn list(
     Ok(json_response(out))
 }
 
-/// An event with its inclusion proof (`GET /v1/events/{id}?proof=true`).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ProvenEvent {
-    /// The event exactly as stored; its leaf hash is SHA-256(0x00 ‖ its RFC 8785 bytes).
-    pub event: stele_core::Event,
-    pub proof: super::logs::InclusionProof,
-}
-
 /// Get one event by id
 ///
 /// The event exactly as stored (its canonical bytes), including its `seq`. With
 /// `proof=true`, the answer is a `ProvenEvent`: the event and its inclusion proof against
 /// the latest signed checkpoint (waiting for the next checkpoint if none covers it yet).
 #[utoipa::path(
-    get, path = "/v1/events/{id}", tag = "events",
+    get, path = "/v1/events/{id}", tag = "events", operation_id = "get_event",
     params(("id" = Uuid, Path), ("tenant" = Option<String>, Query),
         ("proof" = Option<bool>, Query, description = "Add the inclusion proof")),
     responses(
-        (status = 200, body = stele_core::Event),
-        (status = 404, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 200, body = stele_api::Event),
+        (status = 404, body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get(
@@ -342,39 +245,29 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let p = ParamReader::new(raw, &["tenant", "proof"])?;
     let tenant = p.tenant(&state)?;
-    let proof = p
-        .parsed("proof", |v| match v {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err("must be true or false".to_string()),
-        })?
-        .unwrap_or(false);
+    let proof = p.parsed("proof", boolean)?.unwrap_or(false);
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::invalid_query(format!("`{id}` is not a UUID")))?;
     // With a proof asked for, build it in the same blocking call when the latest checkpoint
     // already covers the event (the usual case); otherwise wait for one below.
     let latest = state.checkpoints.latest(&tenant).filter(|_| proof);
-    let reader = super::logs::ProofReader::new(&state, &tenant);
-    let (found, proven) = tokio::task::spawn_blocking(move || {
-        let found = reader
-            .store
-            .get_by_id(&reader.tenant, id)
-            .map_err(ApiError::unavailable)?;
+    let reader = ProofReader::new(&state, &tenant);
+    let (found, proven) = blocking(move || {
+        let found = reader.store.get_by_id(&reader.tenant, id)?;
         let proven = match (&found, latest) {
             (Some(event), Some(signed)) if event.seq < signed.size => {
                 Some(reader.inclusion(&signed, event.seq)?)
             }
             _ => None,
         };
-        Ok::<_, ApiError>((found, proven))
+        Ok((found, proven))
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     match found {
         Some(event) if proof => {
             let proof = match proven {
                 Some(proof) => proof,
-                None => super::logs::inclusion(&state, &tenant, event.seq).await?,
+                None => proofs::inclusion(&state, &tenant, event.seq).await?,
             };
             let mut out = Vec::with_capacity(event.bytes.len() + 4096);
             out.extend_from_slice(b"{\"event\":");
@@ -388,176 +281,5 @@ pub async fn get(
         None => Err(ApiError::not_found(format!(
             "no event {id} in log `{tenant}`"
         ))),
-    }
-}
-
-/// One step of a traced operation.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TraceStep {
-    pub name: String,
-    /// `step.sequence` of the step's events, when given.
-    pub sequence: Option<u32>,
-    /// The status of the step's last event.
-    pub status: Option<StepStatus>,
-    pub started_at: String,
-    pub ended_at: String,
-    /// The reported `duration_ms` of the step's last event, else the time between its first and last event.
-    pub duration_ms: u64,
-    pub events: usize,
-    /// The most severe level among the step's events.
-    pub level: Level,
-}
-
-/// Every event of one operation, with per-step timing.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Trace {
-    pub correlation_id: String,
-    pub tenant: String,
-    pub started_at: String,
-    pub ended_at: String,
-    pub duration_ms: u64,
-    /// The outcome of the last event.
-    pub outcome: Option<Outcome>,
-    pub steps: Vec<TraceStep>,
-    /// In `seq` order.
-    pub events: Vec<stele_core::Event>,
-    /// More than 10,000 events share this correlation id; only the first are here.
-    pub truncated: bool,
-    pub indexed_through: Option<u64>,
-}
-
-/// Trace one operation
-///
-/// Every event sharing `correlation_id`, in `seq` order, with the steps they report
-/// (`step.name`, `step.status`, `step.sequence`) and each step's timing.
-#[utoipa::path(
-    get, path = "/v1/traces/{correlation_id}", tag = "events",
-    params(("correlation_id" = String, Path), ("tenant" = Option<String>, Query), ("min_seq" = Option<u64>, Query)),
-    responses(
-        (status = 200, body = Trace),
-        (status = 404, body = super::problem::Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn trace(
-    State(state): State<Arc<AppState>>,
-    Path(correlation_id): Path<String>,
-    Query(raw): Params,
-) -> Result<Response, ApiError> {
-    let p = ParamReader::new(raw, &["tenant", "min_seq"])?;
-    let tenant = p.tenant(&state)?;
-    if correlation_id.is_empty() || correlation_id.len() > 4096 {
-        return Err(ApiError::invalid_query(
-            "the correlation id must be 1-4096 bytes",
-        ));
-    }
-    if let Some(min_seq) = p.parsed("min_seq", |v| {
-        v.parse::<u64>()
-            .map_err(|_| "must be a whole number".to_string())
-    })? {
-        wait_for_index(&state, &tenant, min_seq).await;
-    }
-    let mut q = EventQuery::all(&tenant, MAX_TRACE_EVENTS);
-    q.correlation_id = Some(correlation_id.clone());
-    let (page, stored) = search_and_read(&state, q).await?;
-    if stored.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no events with correlation id `{correlation_id}` in log `{tenant}`"
-        )));
-    }
-    let events: Vec<Event> = stored
-        .iter()
-        .map(|s| Event::from_stored(&s.bytes))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::internal)?;
-    let trace = build_trace(
-        correlation_id,
-        tenant,
-        events,
-        page.has_more,
-        page.indexed_through,
-    );
-    Ok(axum::Json(trace).into_response())
-}
-
-fn occurred(e: &Event) -> Timestamp {
-    e.occurred_at.or(e.received_at).unwrap_or(Timestamp::MIN)
-}
-
-fn span_ms(from: Timestamp, to: Timestamp) -> u64 {
-    u64::try_from((to.as_micros() - from.as_micros()) / 1000).unwrap_or(0)
-}
-
-fn build_trace(
-    correlation_id: String,
-    tenant: String,
-    events: Vec<Event>,
-    truncated: bool,
-    indexed_through: Option<u64>,
-) -> Trace {
-    struct Acc {
-        name: String,
-        sequence: Option<u32>,
-        status: Option<StepStatus>,
-        first: Timestamp,
-        last: Timestamp,
-        reported_ms: Option<u64>,
-        events: usize,
-        level: Level,
-    }
-    let mut accs: Vec<Acc> = Vec::new();
-    for e in &events {
-        let Some(step) = &e.step else { continue };
-        let at = occurred(e);
-        let level = e.level.unwrap_or(Level::Info);
-        match accs.iter_mut().find(|a| a.name == step.name) {
-            Some(a) => {
-                a.events += 1;
-                a.status = step.status.or(a.status);
-                a.sequence = a.sequence.or(step.sequence);
-                a.level = a.level.max(level);
-                a.first = a.first.min(at);
-                a.last = a.last.max(at);
-                a.reported_ms = e.duration_ms.or(a.reported_ms);
-            }
-            None => accs.push(Acc {
-                name: step.name.clone(),
-                sequence: step.sequence,
-                status: step.status,
-                first: at,
-                last: at,
-                reported_ms: e.duration_ms,
-                events: 1,
-                level,
-            }),
-        }
-    }
-    // Steps with a sequence number in that order; the others after them, as first seen.
-    accs.sort_by_key(|a| a.sequence.unwrap_or(u32::MAX));
-    let steps = accs
-        .into_iter()
-        .map(|a| TraceStep {
-            duration_ms: a.reported_ms.unwrap_or_else(|| span_ms(a.first, a.last)),
-            name: a.name,
-            sequence: a.sequence,
-            status: a.status,
-            started_at: a.first.to_string(),
-            ended_at: a.last.to_string(),
-            events: a.events,
-            level: a.level,
-        })
-        .collect();
-    let started = events.iter().map(occurred).min().unwrap_or(Timestamp::MIN);
-    let ended = events.iter().map(occurred).max().unwrap_or(Timestamp::MIN);
-    Trace {
-        correlation_id,
-        tenant,
-        started_at: started.to_string(),
-        ended_at: ended.to_string(),
-        duration_ms: span_ms(started, ended),
-        outcome: events.last().and_then(|e| e.outcome),
-        steps,
-        truncated,
-        indexed_through,
-        events,
     }
 }

@@ -4,33 +4,20 @@ use super::AppState;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use std::sync::Arc;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Live {
-    pub status: &'static str,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Ready {
-    /// `ready` or `not_ready`.
-    pub status: &'static str,
-    pub store: bool,
-    pub writer: bool,
-    /// Events stored but not yet searchable, over all logs (absent if the store is down).
-    pub index_lag: Option<u64>,
-    pub queued_events: usize,
-}
+use stele_api::{Live, Ready};
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Live)))]
+#[utoipa::path(get, path = "/health/live", tag = "operations", operation_id = "get_live",
+    responses((status = 200, body = Live)))]
 pub async fn live() -> axum::Json<Live> {
-    axum::Json(Live { status: "ok" })
+    axum::Json(Live {
+        status: "ok".to_string(),
+    })
 }
 
 /// Readiness: the store answers and the writer runs; reports the search index's lag.
-#[utoipa::path(get, path = "/health/ready", tag = "operations",
+#[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "get_ready",
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let probe = state.clone();
@@ -60,7 +47,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
     let ok = heads.is_some() && writer;
     let body = Ready {
-        status: if ok { "ready" } else { "not_ready" },
+        status: if ok { "ready" } else { "not_ready" }.to_string(),
         store: heads.is_some(),
         writer,
         index_lag,
@@ -75,7 +62,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "get_metrics", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(

@@ -2,38 +2,19 @@
 //! nothing; answer one receipt per event once they are durable.
 
 use super::AppState;
-use super::problem::{ApiError, EventError};
-use crate::sequencer::SubmitError;
+use super::error::ApiError;
+use super::params::{ParamReader, Params};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use stele_api::{ErrorCode, EventError, IngestResponse, Receipt};
 use stele_core::validate::{IngestDefaults, prepare_json};
-use stele_core::{ErrorCode, Limits, Timestamp};
+use stele_core::{Limits, Timestamp};
 use stele_store::NewEvent;
 use uuid::Uuid;
-
-/// What became of one event.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Receipt {
-    pub id: Uuid,
-    pub seq: u64,
-    pub tenant: String,
-    pub received_at: String,
-    /// RFC 9162 leaf hash of the stored canonical bytes, base64.
-    pub leaf_hash: String,
-    /// The id was already stored: nothing new was written and `seq` is the original's.
-    pub duplicate: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct IngestResponse {
-    pub receipts: Vec<Receipt>,
-}
 
 /// Bodies up to this size are parsed on the async worker that received them.
 const INLINE_PARSE_BYTES: usize = 16 * 1024;
@@ -72,20 +53,20 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 /// Accepts one event object, a JSON array of events, or NDJSON (one event per line). All or
 /// nothing: if any event is invalid nothing is stored and every bad event is listed.
 #[utoipa::path(
-    post, path = "/v1/events", tag = "events",
+    post, path = "/v1/events", tag = "events", operation_id = "ingest_events",
     params(("tenant" = Option<String>, Query, description = "The log for events that do not name one")),
-    request_body(content = Vec<stele_core::Event>, description = "An event, an array of events, or NDJSON",
+    request_body(content = Vec<stele_api::Event>, description = "An event, an array of events, or NDJSON",
                  content_type = "application/json"),
     responses(
         (status = 201, description = "Stored durably", body = IngestResponse),
-        (status = 413, description = "Too large or too many events", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid events; nothing stored", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Queue full or store unavailable; retry after `Retry-After`", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Too large or too many events", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid events; nothing stored", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or store unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
-    Query(raw): super::events::Params,
+    Query(raw): Params,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -101,7 +82,7 @@ pub async fn ingest(
     let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|_| too_large(limits.max_body_bytes))?;
-    let tenant = super::events::ParamReader::new(raw, &["tenant"])?.tenant(&state)?;
+    let tenant = ParamReader::new(raw, &["tenant"])?.tenant(&state)?;
     let max_events = limits.max_events_per_request;
 
     // Parsing and validating thousands of events is CPU work: keep it off the async workers.
@@ -111,22 +92,11 @@ pub async fn ingest(
         parse_and_prepare(&bytes, format, &tenant, max_events)?
     } else {
         tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, format, &tenant, max_events))
-            .await
-            .map_err(ApiError::internal)??
+            .await??
     };
 
     let keys: Vec<(Uuid, String)> = events.iter().map(|e| (e.id, e.tenant.clone())).collect();
-    let appended = state.sequencer.submit(events).await.map_err(|e| match e {
-        SubmitError::Overloaded => ApiError::new(
-            ErrorCode::Overloaded,
-            format!(
-                "{} events are already waiting to be stored; retry after a moment",
-                state.sequencer.queued()
-            ),
-        ),
-        SubmitError::Unavailable => ApiError::unavailable(e),
-    })?;
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let appended = state.sequencer.submit(events).await?;
     // A batch mostly shares one server time: format it once.
     let mut time: Option<(Timestamp, String)> = None;
     let receipts = keys
@@ -143,7 +113,7 @@ pub async fn ingest(
                     .1
                     .clone(),
             },
-            leaf_hash: b64.encode(a.leaf_hash.0),
+            leaf_hash: a.leaf_hash.to_base64(),
             duplicate: a.duplicate,
         })
         .collect();
@@ -233,18 +203,8 @@ fn parse_and_prepare(
     let mut events = Vec::with_capacity(values.len());
     for (index, text) in values.into_iter().enumerate() {
         let Some(text) = text else { continue };
-        let mut generated = false;
-        let new_id = || {
-            generated = true;
-            Uuid::now_v7()
-        };
-        match prepare_json(text, &defaults, &limits, new_id) {
-            Ok((event, presealed)) => events.push(NewEvent {
-                tenant: event.tenant.expect("prepare fills the tenant"),
-                client_id: !generated,
-                id: event.id.expect("prepare fills the id"),
-                presealed,
-            }),
+        match prepare_json(text, &defaults, &limits, Uuid::now_v7) {
+            Ok(prepared) => events.push(NewEvent::from(prepared)),
             Err(e) => errors.push(EventError {
                 index,
                 reasons: e.reasons,

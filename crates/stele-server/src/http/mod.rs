@@ -1,28 +1,28 @@
-//! The HTTP API: routes, shared state, and the middleware that counts requests. Handlers
-//! convert between wire types and core types at this edge and call into the core crates.
+//! The HTTP API: shared state, every route in one `router()`, and the OpenAPI document.
+//! Handlers, one module per resource, convert between wire types (`stele-api`) and core
+//! types at this edge and call into the store, the index and the sequencer.
 
+mod checkpoints;
+pub mod error;
 mod events;
 mod health;
 mod ingest;
-mod logs;
-pub mod problem;
+pub mod middleware;
+mod params;
+mod proofs;
+mod tiles;
+mod traces;
 
-pub use ingest::{IngestResponse, Receipt};
-
-use crate::checkpoints::Published;
 use crate::config::Config;
 use crate::sequencer::Sequencer;
+use crate::workers::checkpointer::Published;
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use std::time::Instant;
-use stele_core::tiles::TileTrees;
 use stele_index::{Progress, SearchIndex};
 use stele_store::LogStore;
+use stele_tlog::tiles::TileTrees;
 use tokio::sync::watch;
 use utoipa::OpenApi;
 
@@ -43,13 +43,14 @@ pub struct AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Stele", description = "A tamper-evident audit log: ingest, query and trace audit events."),
+    info(title = "Stele", description = "A tamper-evident audit log: ingest, query and trace audit events, and verify the log."),
     paths(
-        ingest::ingest, events::list, events::get, events::trace,
-        logs::list, logs::checkpoint, logs::checkpoints, logs::consistency, logs::tile,
+        ingest::ingest, events::list, events::get, traces::trace,
+        checkpoints::list, checkpoints::checkpoint, checkpoints::checkpoints,
+        proofs::consistency, tiles::tile,
         health::live, health::ready, health::metrics,
     ),
-    components(schemas(problem::Problem, problem::EventError, events::ProvenEvent)),
+    components(schemas(stele_api::Problem, stele_api::EventError, stele_api::ProvenEvent)),
     tags(
         (name = "events", description = "Ingest and read audit events"),
         (name = "verification", description = "Checkpoints, tiles and proofs of the verifiable log"),
@@ -62,40 +63,24 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/events", post(ingest::ingest).get(events::list))
         .route("/v1/events/{id}", get(events::get))
-        .route("/v1/traces/{correlation_id}", get(events::trace))
-        .route("/v1/logs", get(logs::list))
-        .route("/v1/logs/{tenant}/checkpoint", get(logs::checkpoint))
-        .route("/v1/logs/{tenant}/checkpoints", get(logs::checkpoints))
+        .route("/v1/traces/{correlation_id}", get(traces::trace))
+        .route("/v1/logs", get(checkpoints::list))
+        .route("/v1/logs/{tenant}/checkpoint", get(checkpoints::checkpoint))
+        .route(
+            "/v1/logs/{tenant}/checkpoints",
+            get(checkpoints::checkpoints),
+        )
         .route(
             "/v1/logs/{tenant}/proof/consistency",
-            get(logs::consistency),
+            get(proofs::consistency),
         )
-        .route("/v1/logs/{tenant}/tile/{*path}", get(logs::tile))
+        .route("/v1/logs/{tenant}/tile/{*path}", get(tiles::tile))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .fallback(problem::not_found)
-        .method_not_allowed_fallback(problem::method_not_allowed)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi());
-    Router::new()
-        .merge(docs)
-        .merge(api)
-        .layer(middleware::from_fn(count_requests))
-}
-
-async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("stele_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("stele_http_request_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+    middleware::layers(Router::new().merge(docs).merge(api))
 }

@@ -2,9 +2,8 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod tampering;
@@ -77,81 +76,8 @@ macro_rules! on_both_backends {
     };
 }
 
-pub struct Server {
-    child: Child,
-    pub url: String,
-    pub data: PathBuf,
-}
-
-impl Server {
-    /// Starts `stele serve` on `data`, with `config` (TOML) if given.
-    pub fn start(data: &Path, config: Option<&str>) -> Server {
-        std::fs::create_dir_all(data).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--data")
-            .arg(data)
-            .arg("--listen")
-            .arg("127.0.0.1:0");
-        if let Some(config) = config {
-            let path = data.join("test-config.toml");
-            std::fs::write(&path, config).unwrap();
-            cmd.arg("--config").arg(path);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.join("server.log"))
-            .unwrap();
-        cmd.env("STELE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("starting stele");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(url) = line.trim().strip_prefix("stele listening on ") else {
-            let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
-            panic!("server did not start; its log:\n{log}");
-        };
-        Server {
-            child,
-            url: url.to_string(),
-            data: data.to_path_buf(),
-        }
-    }
-
-    pub fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// SIGTERM, then waits; the exit must be clean.
-    pub fn stop(mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "graceful shutdown exited with {exit}");
-    }
-
-    /// SIGKILL: no chance to flush or commit anything.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[allow(unused_imports)]
+pub use stele_testkit::{Server, sample_event, tenant_event};
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -255,43 +181,6 @@ pub fn short(v: &Value) -> String {
     } else {
         s
     }
-}
-
-/// A deterministic, varied event for filter tests.
-pub fn sample_event(i: usize) -> Value {
-    let actions = [
-        "user.login",
-        "user.logout",
-        "queue.freeze",
-        "config.change",
-        "passport.verify",
-    ];
-    let outcomes = ["success", "failure", "denied", "partial", "unknown"];
-    let levels = ["debug", "info", "warn", "error", "critical"];
-    let categories = ["audit", "security", "application", "error"];
-    let actor_types = ["user", "service", "api_key", "system"];
-    let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1"];
-    json!({
-        "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60),
-        "actor": {"id": format!("u{}", i % 7), "type": actor_types[i % 4], "ip": ips[i % 3], "name": "Test User"},
-        "action": actions[i % 5],
-        "category": categories[i % 4],
-        "level": levels[i % 5],
-        "outcome": outcomes[(i / 2) % 5],
-        "resource": {"type": if i.is_multiple_of(2) { "queue" } else { "user" }, "id": format!("r{}", i % 11)},
-        "correlation_id": format!("op-{}", i / 10),
-        "request_id": format!("req-{i}"),
-        "trace_id": format!("trace-{}", i % 13),
-        "error": if i.is_multiple_of(6) { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
-        "details": {"i": i, "note": "sample"},
-    })
-}
-
-/// Sample event `i` (see [`sample_event`]) in the log of `tenant`.
-pub fn tenant_event(tenant: &str, i: usize) -> Value {
-    let mut event = sample_event(i);
-    event["tenant"] = json!(tenant);
-    event
 }
 
 pub fn path(p: &Path) -> &str {

@@ -7,9 +7,9 @@ use rusqlite::{Connection, params};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
-use stele_core::leaf_hash;
-use stele_core::merkle::NodeHash;
-use stele_core::tiles::{Tile, TileBuilder};
+use stele_tlog::leaf_hash;
+use stele_tlog::merkle::NodeHash;
+use stele_tlog::tiles::{Tile, TileBuilder};
 use uuid::Uuid;
 
 /// Runs `f` on the store of `backend` (whose data directory is `data`) on a blocking

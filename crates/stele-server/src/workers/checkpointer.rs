@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use stele_core::Timestamp;
-use stele_core::merkle::NodeHash;
-use stele_core::note::{Checkpoint, Note, SignerKey};
 use stele_store::{LogWriter, StoredCheckpoint};
+use stele_tlog::merkle::NodeHash;
+use stele_tlog::note::{Checkpoint, Note, SignerKey};
 use tokio::sync::watch;
 
 /// A signed checkpoint of one log.

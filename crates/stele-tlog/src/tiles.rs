@@ -547,10 +547,34 @@ where
     }
 }
 
+/// A C2SP entry bundle: each entry behind its length as a big-endian uint16. `None` if an
+/// entry is longer than 65,535 bytes (it cannot be bundled).
+pub fn entry_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
+    let mut bundle = Vec::new();
+    for entry in entries {
+        let len = u16::try_from(entry.len()).ok()?;
+        bundle.extend_from_slice(&len.to_be_bytes());
+        bundle.extend_from_slice(entry);
+    }
+    Some(bundle)
+}
+
+/// Splits a C2SP entry bundle into its entries; `None` if it is malformed.
+pub fn split_entry_bundle(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = usize::from(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]));
+        let entry = bytes.get(2..2 + len)?;
+        out.push(entry.to_vec());
+        bytes = &bytes[2 + len..];
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::leaf_hash;
+    use crate::hash::leaf_hash;
     use proptest::prelude::*;
     use std::convert::Infallible;
 
@@ -814,5 +838,16 @@ mod tests {
             // A few tiles per level, never one per node.
             prop_assert!(reader.tiles_read() <= 8, "{} tiles", reader.tiles_read());
         }
+    }
+
+    #[test]
+    fn entry_bundles_round_trip() {
+        let entries: Vec<&[u8]> = vec![b"", b"a", &[7u8; 300]];
+        let bundle = entry_bundle(entries.iter().copied()).unwrap();
+        assert_eq!(&bundle[..3], &[0, 0, 0]);
+        assert_eq!(split_entry_bundle(&bundle).unwrap(), entries);
+        assert_eq!(split_entry_bundle(&bundle[..bundle.len() - 1]), None);
+        assert_eq!(split_entry_bundle(&[0]), None);
+        assert_eq!(entry_bundle([&vec![0u8; 65_536][..]]), None);
     }
 }

@@ -1,5 +1,6 @@
-//! A seeded generator of realistic audit events: actors with stable IPs, a skewed mix of
-//! actions and outcomes, about 200 bytes of details, and a share of multi-step traces.
+//! Events for tests and benchmarks: a seeded generator of realistic audit events (actors
+//! with stable IPs, a skewed mix of actions and outcomes, about 200 bytes of details, a
+//! share of multi-step traces), and small deterministic events for filter tests.
 
 use serde_json::{Value, json};
 
@@ -136,6 +137,44 @@ impl Generator {
     }
 }
 
+/// A deterministic, varied event for filter tests: every field takes a few values in
+/// cycles of different lengths, so that filters select computable subsets.
+pub fn sample_event(i: usize) -> Value {
+    let actions = [
+        "user.login",
+        "user.logout",
+        "queue.freeze",
+        "config.change",
+        "passport.verify",
+    ];
+    let outcomes = ["success", "failure", "denied", "partial", "unknown"];
+    let levels = ["debug", "info", "warn", "error", "critical"];
+    let categories = ["audit", "security", "application", "error"];
+    let actor_types = ["user", "service", "api_key", "system"];
+    let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1"];
+    json!({
+        "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+        "actor": {"id": format!("u{}", i % 7), "type": actor_types[i % 4], "ip": ips[i % 3], "name": "Test User"},
+        "action": actions[i % 5],
+        "category": categories[i % 4],
+        "level": levels[i % 5],
+        "outcome": outcomes[(i / 2) % 5],
+        "resource": {"type": if i.is_multiple_of(2) { "queue" } else { "user" }, "id": format!("r{}", i % 11)},
+        "correlation_id": format!("op-{}", i / 10),
+        "request_id": format!("req-{i}"),
+        "trace_id": format!("trace-{}", i % 13),
+        "error": if i.is_multiple_of(6) { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
+        "details": {"i": i, "note": "sample"},
+    })
+}
+
+/// Sample event `i` (see [`sample_event`]) in the log of `tenant`.
+pub fn tenant_event(tenant: &str, i: usize) -> Value {
+    let mut event = sample_event(i);
+    event["tenant"] = json!(tenant);
+    event
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,17 +190,37 @@ mod tests {
         };
         let mut traced = 0;
         for e in &a {
-            let (event, _) = stele_core::prepare(
+            let event = stele_core::prepare(
                 e.clone(),
                 &defaults,
                 &stele_core::Limits::default(),
                 uuid::Uuid::now_v7,
             )
-            .expect("a valid event");
+            .expect("a valid event")
+            .event;
             traced += usize::from(event.correlation_id.is_some());
             let details = serde_json::to_string(&e["details"]).unwrap().len();
             assert!((150..300).contains(&details), "{details}");
         }
         assert!((25..200).contains(&traced), "{traced} traced events");
+    }
+
+    #[test]
+    fn sample_events_are_valid() {
+        let defaults = stele_core::IngestDefaults {
+            tenant: "default",
+            occurred_at: stele_core::Timestamp::MIN,
+        };
+        for i in 0..60 {
+            let e = tenant_event("acme", i);
+            let p = stele_core::prepare(
+                e,
+                &defaults,
+                &stele_core::Limits::default(),
+                uuid::Uuid::now_v7,
+            )
+            .expect("a valid event");
+            assert_eq!(p.tenant, "acme");
+        }
     }
 }

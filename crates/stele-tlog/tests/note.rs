@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use signed_note::{StandardSigner, StandardVerifier, VerifierList};
-use stele_core::merkle::NodeHash;
-use stele_core::note::{
+use stele_tlog::merkle::NodeHash;
+use stele_tlog::note::{
     Checkpoint, MAX_SIGNATURES, Note, NoteError, NoteSignature, SignerKey, VerifierKey,
     verify_checkpoint, verify_note,
 };
@@ -877,7 +877,7 @@ fn checkpoint_round_trips() {
         Checkpoint {
             origin: "example.com/log42".into(),
             size: 0,
-            root: stele_core::merkle::EMPTY_ROOT,
+            root: stele_tlog::merkle::EMPTY_ROOT,
             extensions: vec![],
         },
         Checkpoint {

@@ -11,9 +11,9 @@
 
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashMap};
-use stele_core::leaf_hash;
-use stele_core::merkle::{self, CompactRange, EMPTY_ROOT, NodeHash};
-use stele_core::tiles::{self, TILE_HEIGHT, Tile, TileBuilder, TileId, TilePath, TileReader};
+use stele_tlog::leaf_hash;
+use stele_tlog::merkle::{self, CompactRange, EMPTY_ROOT, NodeHash};
+use stele_tlog::tiles::{self, TILE_HEIGHT, Tile, TileBuilder, TileId, TilePath, TileReader};
 use tlog_tiles as oracle;
 use tlog_tiles::HashReader as _;
 

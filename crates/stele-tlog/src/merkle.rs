@@ -7,7 +7,7 @@
 //! ragged right edge of a tree) is recomputed from at most 64 of them, so a store can answer
 //! proofs for any tree size from O(log n) lookups and never rewrites a node.
 
-use crate::seal::LeafHash;
+use crate::hash::LeafHash;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::fmt;
@@ -19,7 +19,19 @@ pub struct NodeHash(pub [u8; 32]);
 
 impl fmt::Debug for NodeHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::seal::write_hex(f, &self.0)
+        crate::hash::write_hex(f, &self.0)
+    }
+}
+
+impl NodeHash {
+    /// Standard padded base64, the form of hashes in checkpoints and proofs.
+    pub fn to_base64(&self) -> String {
+        crate::hash::to_base64(&self.0)
+    }
+
+    /// Parses standard padded base64 of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Option<NodeHash> {
+        crate::hash::from_base64(text).map(NodeHash)
     }
 }
 
@@ -403,7 +415,7 @@ fn range_root<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::leaf_hash;
+    use crate::hash::leaf_hash;
     use proptest::prelude::*;
     use std::collections::{HashMap, HashSet};
 

@@ -1,0 +1,27 @@
+//! Reading events: a page of a filtered listing, and an event with its inclusion proof.
+
+use crate::logs::InclusionProof;
+use serde::{Deserialize, Serialize};
+use stele_core::Event;
+
+/// A page of events (`GET /v1/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventPage {
+    /// The events exactly as stored, in the listing's order.
+    pub events: Vec<Event>,
+    /// Pass as `cursor` to read the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    /// The last `seq` of the log the search index had when answering; null if it has none.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub indexed_through: Option<u64>,
+}
+
+/// An event with its inclusion proof (`GET /v1/events/{id}?proof=true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProvenEvent {
+    /// The event exactly as stored; its leaf hash is SHA-256(0x00 ‖ its RFC 8785 bytes).
+    pub event: Event,
+    pub proof: InclusionProof,
+}
