@@ -388,7 +388,8 @@ impl<'a> Auditor<'a> {
         let schema = index.schema();
         let mut checked = Vec::new();
         for (field, entry) in schema.fields() {
-            if field == fields.seq {
+            // `pos` is the node's own order of addition, not a value of the event.
+            if field == fields.seq || field == fields.pos {
                 continue;
             }
             let kind = match entry.field_type() {

@@ -21,11 +21,10 @@ pub struct IndexerOptions {
     pub quiet_interval: Duration,
     /// How often to look for new events when nobody says there are some.
     pub poll_interval: Duration,
-    /// Memory for the index writer's in-memory segments (shared by its threads).
+    /// Memory for the index writer's in-memory segment.
     pub writer_memory: usize,
-    /// The index writer's indexing threads: with two, catching up after a burst uses both
-    /// cores of a small machine (they run at lower priority than ingest).
-    pub writer_threads: usize,
+    /// While catching up, commit (write a segment) after this many events.
+    pub catch_up_commit_events: usize,
 }
 
 impl Default for IndexerOptions {
@@ -36,7 +35,7 @@ impl Default for IndexerOptions {
             quiet_interval: Duration::from_millis(100),
             poll_interval: Duration::from_millis(500),
             writer_memory: 64 << 20,
-            writer_threads: 2,
+            catch_up_commit_events: 200_000,
         }
     }
 }
@@ -47,6 +46,8 @@ struct Worker {
     writer: IndexWriter<TantivyDocument>,
     store: Arc<dyn LogStore>,
     progress: Progress,
+    /// The `pos` of the next document added.
+    next_pos: u64,
     pending: usize,
     last_commit: Instant,
 }
@@ -57,12 +58,15 @@ impl Worker {
         store: Arc<dyn LogStore>,
         opts: &IndexerOptions,
     ) -> Result<Worker> {
-        let writer = index
-            .index
-            .writer_with_num_threads(opts.writer_threads, opts.writer_memory)?;
+        // One indexing thread: a segment then holds its documents in the order they were
+        // added, which listings rely on to seek (see `order`); merges keep that order.
+        let writer = index.index.writer_with_num_threads(1, opts.writer_memory)?;
+        writer.set_merge_policy(crate::order::merge_policy(&index.index));
+        let snapshot = index.snapshot();
         Ok(Worker {
             fields: index.fields,
-            progress: index.progress(),
+            progress: snapshot.progress.clone(),
+            next_pos: snapshot.next_pos,
             index,
             writer,
             store,
@@ -101,6 +105,9 @@ impl Worker {
                     tracing::error!(tenant = %head.tenant, seq = stored.seq, error = %e, "unreadable stored event");
                     doc
                 });
+                let mut doc = doc;
+                doc.add_u64(self.fields.pos, self.next_pos);
+                self.next_pos += 1;
                 docs.push(UserOperation::Add(doc));
                 expected += 1;
             }
@@ -122,11 +129,12 @@ impl Worker {
         let payload = CommitPayload {
             schema: SCHEMA_VERSION,
             logs: self.progress.clone(),
+            next_pos: self.next_pos,
         };
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&serde_json::to_string(&payload).expect("payload serializes"));
         prepared.commit()?;
-        self.index.publish(self.progress.clone())?;
+        self.index.publish(self.progress.clone(), self.next_pos)?;
         tracing::debug!(events = self.pending, "search index committed");
         self.pending = 0;
         self.last_commit = Instant::now();
@@ -149,12 +157,21 @@ pub fn catch_up(
         if n == 0 {
             break;
         }
-        if worker.pending >= 200_000 {
+        if worker.pending >= opts.catch_up_commit_events {
             worker.commit()?;
         }
     }
     worker.commit()?;
-    worker.writer.wait_merging_threads()?;
+    let Worker {
+        index,
+        writer,
+        progress,
+        next_pos,
+        ..
+    } = worker;
+    writer.wait_merging_threads()?;
+    // The merges are committed: search the merged segments from now on.
+    index.publish(progress, next_pos)?;
     Ok(total)
 }
 

@@ -6,6 +6,7 @@
 
 mod audit;
 mod indexer;
+mod order;
 mod query;
 mod schema;
 
@@ -20,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 /// Bumped whenever the indexed fields change; an index of another version is rebuilt.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -47,6 +48,11 @@ pub type Progress = BTreeMap<String, u64>;
 struct Snapshot {
     searcher: Searcher,
     progress: Progress,
+    /// The `pos` the next document gets (all documents of the snapshot have smaller ones).
+    next_pos: u64,
+    /// Per segment of the searcher (by ordinal): its documents are in `pos` order, so a
+    /// listing can seek in it instead of visiting every match.
+    ordered: Vec<bool>,
 }
 
 /// The search index of one Stele node, in its data directory.
@@ -56,12 +62,16 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Whether each segment seen so far is in `pos` order (segments never change).
+    ordered: order::OrderCache,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CommitPayload {
     schema: u32,
     logs: Progress,
+    /// The `pos` the next document gets.
+    next_pos: u64,
 }
 
 impl SearchIndex {
@@ -117,10 +127,10 @@ impl SearchIndex {
         if index.schema() != schema {
             return Err(IndexError::Io(std::io::Error::other("schema differs")));
         }
-        let progress = match index.load_metas()?.payload {
-            None => Progress::new(),
+        let (progress, next_pos) = match index.load_metas()?.payload {
+            None => (Progress::new(), 0),
             Some(text) => match serde_json::from_str::<CommitPayload>(&text) {
-                Ok(p) if p.schema == SCHEMA_VERSION => p.logs,
+                Ok(p) if p.schema == SCHEMA_VERSION => (p.logs, p.next_pos),
                 _ => {
                     return Err(IndexError::Io(std::io::Error::other(
                         "unknown commit payload",
@@ -132,9 +142,13 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let ordered = order::OrderCache::default();
+        let searcher = reader.searcher();
         let snapshot = Snapshot {
-            searcher: reader.searcher(),
+            ordered: ordered.of(&searcher)?,
+            searcher,
             progress,
+            next_pos,
         };
         Ok(Arc::new(SearchIndex {
             dir: dir.to_path_buf(),
@@ -142,6 +156,7 @@ impl SearchIndex {
             reader,
             fields,
             snapshot: RwLock::new(Arc::new(snapshot)),
+            ordered,
         }))
     }
 
@@ -156,15 +171,27 @@ impl SearchIndex {
             .clone()
     }
 
-    /// Publishes what the last commit made searchable.
-    fn publish(&self, progress: Progress) -> Result<()> {
+    /// Publishes what the last commit made searchable. Runs on the indexer's thread, which
+    /// also checks the order of new segments here, so that no query pays for it.
+    fn publish(&self, progress: Progress, next_pos: u64) -> Result<()> {
         self.reader.reload()?;
+        let searcher = self.reader.searcher();
         let snapshot = Arc::new(Snapshot {
-            searcher: self.reader.searcher(),
+            ordered: self.ordered.of(&searcher)?,
+            searcher,
             progress,
+            next_pos,
         });
         *self.snapshot.write().expect("snapshot lock poisoned") = snapshot;
         Ok(())
+    }
+
+    /// The searchable segments, and how many of them hold their documents in order (the
+    /// others, which only an index changed by hand has, are scanned by listings).
+    pub fn segments_in_order(&self) -> (usize, usize) {
+        let snapshot = self.snapshot();
+        let ordered = snapshot.ordered.iter().filter(|&&o| o).count();
+        (snapshot.ordered.len(), ordered)
     }
 
     /// How far each log is searchable.

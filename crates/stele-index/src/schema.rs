@@ -15,6 +15,9 @@ use tantivy::schema::{
 pub(crate) struct Fields {
     pub tenant: Field,
     pub seq: Field,
+    /// The node's own order of addition (not part of the event): documents of a segment are
+    /// in this order, so each log's documents are in `seq` order within a segment.
+    pub pos: Field,
     pub occurred_at: Field,
     pub received_at: Field,
     pub duration_ms: Field,
@@ -23,6 +26,9 @@ pub(crate) struct Fields {
     pub actor_id: Field,
     pub actor_type: Field,
     pub action: Field,
+    /// Every proper dotted prefix of the action with its dot (`user.`, `user.password.`),
+    /// so that `action=user.*` is one term.
+    pub action_prefix: Field,
     pub category: Field,
     pub outcome: Field,
     pub resource_type: Field,
@@ -43,6 +49,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         // (columnar) field; an inverted index of them would be a near-unique term per
         // event, written and merged for nothing.
         seq: b.add_u64_field("seq", FAST),
+        pos: b.add_u64_field("pos", FAST),
         occurred_at: b.add_i64_field("occurred_at", FAST),
         received_at: b.add_i64_field("received_at", FAST),
         duration_ms: b.add_u64_field("duration_ms", FAST),
@@ -51,6 +58,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         actor_id: b.add_text_field("actor_id", STRING),
         actor_type: b.add_text_field("actor_type", STRING),
         action: b.add_text_field("action", STRING),
+        action_prefix: b.add_text_field("action_prefix", STRING),
         category: b.add_text_field("category", STRING),
         outcome: b.add_text_field("outcome", STRING),
         resource_type: b.add_text_field("resource_type", STRING),
@@ -286,6 +294,9 @@ fn document(f: &Fields, tenant: &str, seq: u64, e: &Stored<'_>) -> TantivyDocume
         }
     };
     add(&mut doc, f.action, Some(&e.action));
+    for (i, _) in e.action.match_indices('.') {
+        doc.add_text(f.action_prefix, &e.action[..=i]);
+    }
     text.push_str(&e.action);
     if let Some(t) = e.occurred_at {
         doc.add_i64(f.occurred_at, t.as_micros());
@@ -364,6 +375,10 @@ mod tests {
         assert_eq!(texts(&doc, f.actor_id), ["u\"1"]);
         assert_eq!(texts(&doc, f.error_code), ["E1"]);
         assert_eq!(texts(&doc, f.step_name), ["s1"]);
+        assert_eq!(texts(&doc, f.action_prefix), ["doc."]);
+        let nested = br#"{"action":"user.password.change"}"#;
+        let nested = stored_document(&f, "acme", 8, nested).unwrap_or_else(|(_, e)| panic!("{e}"));
+        assert_eq!(texts(&nested, f.action_prefix), ["user.", "user.password."]);
         assert_eq!(texts(&doc, f.outcome), ["failure"]);
         assert_eq!(
             texts(&doc, f.text),

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
+use stele_core::cursor::SortOrder;
 use stele_core::{ActorType, Category, Event, IngestDefaults, Level, Limits, Outcome, Timestamp};
-use stele_index::{IndexAudit, IndexProblem, IndexerOptions, SearchIndex, catch_up};
+use stele_index::{EventQuery, IndexAudit, IndexProblem, IndexerOptions, SearchIndex, catch_up};
 use stele_store::sqlite::SqliteStore;
 use stele_store::{LogStore, LogWriter, NewEvent};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
@@ -176,7 +177,6 @@ impl Fixture {
         let opts = IndexerOptions {
             read_batch: 64,
             writer_memory: 15 << 20,
-            writer_threads: 1,
             ..IndexerOptions::default()
         };
         catch_up(index, self.store.clone(), &opts).expect("catch_up");
@@ -270,6 +270,10 @@ fn document(schema: &Schema, tenant: &str, seq: u64, e: &Event) -> TantivyDocume
     doc.add_u64(f("seq"), seq);
     let mut text = e.action.clone();
     add(&mut doc, "action", Some(&e.action));
+    let parts: Vec<&str> = e.action.split('.').collect();
+    for n in 1..parts.len() {
+        doc.add_text(f("action_prefix"), format!("{}.", parts[..n].join(".")));
+    }
     if let Some(t) = e.occurred_at {
         doc.add_i64(f("occurred_at"), t.as_micros());
     }
@@ -726,4 +730,56 @@ fn a_document_without_its_seq_is_named() {
             problem("acme", Some(30), "seq 30 is indexed 0 times, expected once"),
         ]
     );
+}
+
+/// An index changed by hand can hold a segment whose documents are out of order: listings
+/// cannot seek in it, so they visit all its documents, and still answer every event once,
+/// in order, in both directions.
+#[test]
+fn a_segment_out_of_order_is_scanned() {
+    let fx = Fixture::filled();
+    let events: Vec<Event> = (10..30).map(|seq| fx.event("acme", seq)).collect();
+    fx.tamper(
+        |writer, schema| {
+            for seq in 10..30 {
+                delete(writer, schema, "acme", seq);
+            }
+            // Re-added newest first, with positions that run backwards.
+            for (seq, event) in (10..30u32).map(u64::from).zip(&events).rev() {
+                let mut doc = document(schema, "acme", seq, event);
+                doc.add_u64(field(schema, "pos"), 1_000_000 + seq);
+                writer.add_document(doc).expect("add");
+            }
+        },
+        |_| {},
+    );
+    let index = SearchIndex::open(&fx.index_dir()).expect("open the index");
+    let (segments, ordered) = index.segments_in_order();
+    assert_eq!(ordered + 1, segments, "the re-added segment is not noticed");
+    for order in [SortOrder::Asc, SortOrder::Desc] {
+        for limit in [1, 7, 300] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = index
+                    .search(&EventQuery {
+                        order,
+                        after,
+                        ..EventQuery::all("acme", limit)
+                    })
+                    .expect("search");
+                seen.extend_from_slice(&page.seqs);
+                match (page.has_more, page.seqs.last()) {
+                    (true, Some(&last)) => after = Some(last),
+                    _ => break,
+                }
+            }
+            let mut want: Vec<u64> = (0..300).collect();
+            if order == SortOrder::Desc {
+                want.reverse();
+            }
+            assert_eq!(seen, want, "{order:?} limit {limit}");
+        }
+    }
+    assert_clean(&fx.audit("acme"), 300);
 }

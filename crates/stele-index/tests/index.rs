@@ -51,6 +51,12 @@ const ACTIONS: &[&str] = &[
     "doc.share.external",
     "billing.invoice.paid",
 ];
+/// Free-text notes in `details`.
+const NOTES: &[&str] = &[
+    "free text",
+    "Quarterly review, see ticket 42",
+    "user.login from a new device",
+];
 const PREFIXES: &[&str] = &[
     "user.",
     "user",
@@ -110,6 +116,7 @@ impl Rng {
 struct Stored {
     tenant: String,
     seq: u64,
+    /// The normalized event as sent, with the `received_at` the writer gave it.
     event: Event,
 }
 
@@ -226,6 +233,10 @@ impl Fixture {
                 if !retry {
                     let tenant = event.tenant().to_string();
                     assert_eq!(appended.seq, self.size(&tenant), "seqs are dense");
+                    let event = Event {
+                        received_at: Some(appended.received_at),
+                        ..event
+                    };
                     self.events.push(Stored {
                         tenant,
                         seq: appended.seq,
@@ -303,16 +314,19 @@ impl Fixture {
             );
         }
         if rng.chance(10) {
-            m.insert(
-                "step".into(),
-                json!({"name": "sod_check", "status": "completed"}),
-            );
+            let name = if rng.chance(50) {
+                "sod_check"
+            } else {
+                "Review"
+            };
+            m.insert("step".into(), json!({"name": name, "status": "completed"}));
+        }
+        if rng.chance(40) {
+            m.insert("duration_ms".into(), json!(rng.below(2_000)));
         }
         if rng.chance(25) {
-            m.insert(
-                "details".into(),
-                json!({"note": "free text", "n": rng.below(100)}),
-            );
+            let note = *rng.pick(NOTES);
+            m.insert("details".into(), json!({"note": note, "n": rng.below(100)}));
         }
         if rng.chance(90) {
             // Whole minutes over two weeks, so that many events share an instant; some with
@@ -502,6 +516,82 @@ impl Fixture {
             );
         }
 
+        for step in ["sod_check", "Review", "review", "other"] {
+            add(
+                "step",
+                format!("step={step}"),
+                EventQuery {
+                    step: Some(step.to_string()),
+                    ..base()
+                },
+            );
+        }
+        for (min, max) in [
+            (Some(0), None),
+            (Some(1_000), None),
+            (None, Some(10)),
+            (Some(500), Some(500)),
+            (Some(100), Some(1_200)),
+            (Some(1_500), Some(1_000)),
+        ] {
+            add(
+                "duration",
+                format!("duration {min:?}..={max:?}"),
+                EventQuery {
+                    min_duration_ms: min,
+                    max_duration_ms: max,
+                    ..base()
+                },
+            );
+        }
+        for text in [
+            "free",
+            "FREE text",
+            "it failed",
+            "ann",
+            "Example ann",
+            "quarterly",
+            "login",
+            "user.login",
+            "nothing-like-it",
+            "r7",
+        ] {
+            add(
+                "text",
+                format!("text={text}"),
+                EventQuery {
+                    text: Some(text.to_string()),
+                    ..base()
+                },
+            );
+        }
+        let mut received: Vec<Timestamp> = self
+            .events
+            .iter()
+            .filter(|s| s.tenant == tenant)
+            .filter_map(|s| s.event.received_at)
+            .collect();
+        received.sort();
+        received.dedup();
+        for _ in 0..if received.is_empty() { 0 } else { 10 } {
+            let (a, b) = (*self.rng.pick(&received), *self.rng.pick(&received));
+            for (from, to) in [
+                (Some(a.min(b)), Some(a.max(b))),
+                (Some(a), None),
+                (None, Some(b)),
+            ] {
+                add(
+                    "received",
+                    format!("received from={from:?} to={to:?}"),
+                    EventQuery {
+                        received_from: from,
+                        received_to: to,
+                        ..base()
+                    },
+                );
+            }
+        }
+
         // Ranges bounded by instants that events have, so both bounds are exercised.
         let mut instants: Vec<Timestamp> = self
             .events
@@ -615,10 +705,12 @@ impl Fixture {
 
 fn options() -> IndexerOptions {
     // Several read steps per catch-up, and a modest writer arena.
+    // and a commit every few hundred events: many segments, some of them merged, so that
+    // listings seek across segments of every kind.
     IndexerOptions {
-        read_batch: 700,
+        read_batch: 100,
         writer_memory: 20 << 20,
-        writer_threads: 1,
+        catch_up_commit_events: 500,
         ..IndexerOptions::default()
     }
 }
@@ -659,6 +751,16 @@ fn matches(q: &EventQuery, s: &Stored) -> bool {
             &q.error_code.as_deref(),
             e.error.as_ref().and_then(|x| x.code.as_deref()),
         )
+        && eq(&q.step.as_deref(), e.step.as_ref().map(|s| s.name.as_str()))
+        && q.min_duration_ms
+            .is_none_or(|min| e.duration_ms.is_some_and(|d| d >= min))
+        && q.max_duration_ms
+            .is_none_or(|max| e.duration_ms.is_some_and(|d| d <= max))
+        && q.text.as_deref().is_none_or(|text| has_words(e, text))
+        && q.received_from
+            .is_none_or(|from| e.received_at.is_some_and(|t| t >= from))
+        && q.received_to
+            .is_none_or(|to| e.received_at.is_some_and(|t| t < to))
         && q.from
             .is_none_or(|from| e.occurred_at.is_some_and(|t| t >= from))
         && q.to.is_none_or(|to| e.occurred_at.is_some_and(|t| t < to))
@@ -666,6 +768,31 @@ fn matches(q: &EventQuery, s: &Stored) -> bool {
             SortOrder::Asc => s.seq > after,
             SortOrder::Desc => s.seq < after,
         })
+}
+
+/// Whether every word of `text` occurs in the event's searchable text: the action, the
+/// actor's and resource's names, the error message, and the strings and numbers of
+/// `details`, split at anything but letters and digits, case-insensitively.
+fn has_words(e: &Event, text: &str) -> bool {
+    fn words(text: &str) -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+    let mut haystack = vec![e.action.clone()];
+    haystack.extend(e.actor.as_ref().and_then(|a| a.name.clone()));
+    haystack.extend(e.resource.as_ref().and_then(|r| r.name.clone()));
+    haystack.extend(e.error.as_ref().and_then(|x| x.message.clone()));
+    for value in e.details.iter().flat_map(|d| d.values()) {
+        match value {
+            Value::String(s) => haystack.push(s.clone()),
+            Value::Number(n) => haystack.push(n.to_string()),
+            _ => {}
+        }
+    }
+    let have: Vec<String> = haystack.iter().flat_map(|h| words(h)).collect();
+    words(text).iter().all(|w| have.contains(w))
 }
 
 /// A short account of how two seq lists differ, for assertion messages.
@@ -774,6 +901,10 @@ fn every_filter_matches_the_generated_events() {
     let index = fx.open_index();
     assert_eq!(fx.catch_up(&index), 3_000);
     assert_eq!(index.progress(), fx.heads());
+    let (segments, ordered) = index.segments_in_order();
+    // Six commits, too few segments to merge: the listings seek in each.
+    assert!(segments > 1, "{segments} segment: nothing to seek across");
+    assert_eq!(ordered, segments, "a segment out of order");
 
     let mut nonempty: BTreeMap<&str, usize> = BTreeMap::new();
     for tenant in ["acme", "globex"] {
@@ -805,6 +936,10 @@ fn every_filter_matches_the_generated_events() {
         "trace_id",
         "error_code",
         "range",
+        "step",
+        "duration",
+        "text",
+        "received",
         "conjunction",
     ] {
         assert!(
@@ -898,6 +1033,28 @@ fn pagination_visits_every_match_once() {
     let fx = filled(0x5eed_0003);
     let index = fx.open_index();
     fx.catch_up(&index);
+    assert!(index.segments_in_order().0 > 1);
+    check_pagination(&fx, &index);
+}
+
+/// Segments merged in order are sought like the ones they were merged from.
+#[test]
+fn pagination_in_merged_segments() {
+    let fx = filled(0x5eed_0008);
+    let index = fx.open_index();
+    let opts = IndexerOptions {
+        catch_up_commit_events: 100,
+        ..options()
+    };
+    catch_up(index.clone(), fx.store.clone(), &opts).expect("catch_up");
+    // 30 commits of ~100 events: merged eight at a time, then the merged ones again.
+    let (segments, ordered) = index.segments_in_order();
+    assert!(segments < 30, "{segments} segments: nothing was merged");
+    assert_eq!(ordered, segments, "a merged segment is out of order");
+    check_pagination(&fx, &index);
+}
+
+fn check_pagination(fx: &Fixture, index: &SearchIndex) {
     let base = |tenant: &str| EventQuery::all(tenant, ALL);
     let queries = [
         base("acme"),
@@ -936,7 +1093,7 @@ fn pagination_visits_every_match_once() {
             );
             let n = expected.len();
             for limit in [1, 7, 64, 500, n - 1, n, n + 1] {
-                let seen = paginate(&index, &q, limit);
+                let seen = paginate(index, &q, limit);
                 assert!(
                     seen == expected,
                     "{} {order:?} limit {limit}: {}",
@@ -947,7 +1104,7 @@ fn pagination_visits_every_match_once() {
             // Continuing after the last match, or from before the first, finds nothing.
             let last = *expected.last().expect("matches");
             let page = search(
-                &index,
+                index,
                 &EventQuery {
                     after: Some(last),
                     ..q.clone()
@@ -961,7 +1118,7 @@ fn pagination_visits_every_match_once() {
             // matches up to and including it.
             for after in [0, 1, 250, 999, 5_000] {
                 let page = search(
-                    &index,
+                    index,
                     &EventQuery {
                         after: Some(after),
                         ..q.clone()
@@ -1085,7 +1242,6 @@ fn background_indexer_follows_the_store() {
         read_batch: 128,
         poll_interval: Duration::from_secs(600),
         writer_memory: 20 << 20,
-        writer_threads: 1,
         ..IndexerOptions::default()
     };
     let indexer = Indexer::spawn(index.clone(), fx.store.clone(), opts, on_commit).expect("spawn");
@@ -1150,7 +1306,6 @@ fn shutdown_indexes_what_is_left() {
         read_batch: 50,
         poll_interval: Duration::from_secs(600),
         writer_memory: 20 << 20,
-        writer_threads: 1,
         ..IndexerOptions::default()
     };
     let indexer =

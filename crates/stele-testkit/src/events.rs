@@ -152,7 +152,7 @@ pub fn sample_event(i: usize) -> Value {
     let categories = ["audit", "security", "application", "error"];
     let actor_types = ["user", "service", "api_key", "system"];
     let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1"];
-    json!({
+    let mut event = json!({
         "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60),
         "actor": {"id": format!("u{}", i % 7), "type": actor_types[i % 4], "ip": ips[i % 3], "name": "Test User"},
         "action": actions[i % 5],
@@ -165,7 +165,14 @@ pub fn sample_event(i: usize) -> Value {
         "trace_id": format!("trace-{}", i % 13),
         "error": if i.is_multiple_of(6) { json!({"code": format!("E{}", i % 4), "message": "timeout talking to upstream"}) } else { Value::Null },
         "details": {"i": i, "note": "sample"},
-    })
+    });
+    if i % 4 == 1 {
+        event["step"] = json!({"name": format!("check-{}", i % 3), "status": "completed"});
+    }
+    if i.is_multiple_of(3) {
+        event["duration_ms"] = json!(i * 7);
+    }
+    event
 }
 
 /// Sample event `i` (see [`sample_event`]) in the log of `tenant`.

@@ -73,6 +73,24 @@ pub struct QueryArgs {
     trace_id: Option<String>,
     #[arg(long)]
     error_code: Option<String>,
+    /// `step.name`
+    #[arg(long)]
+    step: Option<String>,
+    /// duration_ms >= this
+    #[arg(long)]
+    min_duration_ms: Option<String>,
+    /// duration_ms <= this
+    #[arg(long)]
+    max_duration_ms: Option<String>,
+    /// received_at >= this (RFC 3339)
+    #[arg(long)]
+    received_from: Option<String>,
+    /// received_at < this (RFC 3339)
+    #[arg(long)]
+    received_to: Option<String>,
+    /// Words that must all occur in the event's text (any case).
+    #[arg(long)]
+    text: Option<String>,
     /// Newest first.
     #[arg(long)]
     desc: bool,
@@ -178,6 +196,12 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         ("request_id", &args.request_id),
         ("trace_id", &args.trace_id),
         ("error_code", &args.error_code),
+        ("step", &args.step),
+        ("min_duration_ms", &args.min_duration_ms),
+        ("max_duration_ms", &args.max_duration_ms),
+        ("received_from", &args.received_from),
+        ("received_to", &args.received_to),
+        ("text", &args.text),
     ];
     for (key, value) in filters {
         if let Some(v) = value {

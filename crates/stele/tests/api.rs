@@ -300,6 +300,21 @@ async fn every_filter_matches_its_events(backend: Backend) {
             }),
         ),
         (
+            "text=Upstream%20TIMEOUT",
+            Box::new(|e| e["error"]["message"] == "timeout talking to upstream"),
+        ),
+        ("text=42", Box::new(|e| e["details"]["i"] == 42)),
+        ("step=check-2", Box::new(|e| e["step"]["name"] == "check-2")),
+        (
+            "min_duration_ms=700&max_duration_ms=1400",
+            Box::new(|e| {
+                e["duration_ms"]
+                    .as_u64()
+                    .is_some_and(|d| (700..=1400).contains(&d))
+            }),
+        ),
+        ("max_duration_ms=0", Box::new(|e| e["duration_ms"] == 0)),
+        (
             "outcome=failure&level=warn&action=queue.*",
             Box::new(move |e| {
                 e["outcome"] == "failure"
@@ -326,6 +341,25 @@ async fn every_filter_matches_its_events(backend: Backend) {
         desc.reverse();
         assert_eq!(desc, expected, "{query} desc");
     }
+    // Server time: the first and second request's events, by their received_at.
+    let times: Vec<&str> = stored
+        .iter()
+        .map(|e| e["received_at"].as_str().unwrap())
+        .collect();
+    let (first, third) = (times[0], times[200]);
+    let query = format!("received_from={first}&received_to={third}");
+    let expected: Vec<u64> = stored
+        .iter()
+        .filter(|e| (first..third).contains(&e["received_at"].as_str().unwrap()))
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(expected, (0..200).collect::<Vec<u64>>());
+    assert_eq!(
+        seqs(&list_all(&server, &query, 1000).await),
+        expected,
+        "{query}"
+    );
+
     let other = list_all(&server, "tenant=elsewhere", 10).await;
     assert_eq!(
         (other.len(), other[0]["tenant"].as_str()),
@@ -348,6 +382,13 @@ async fn every_filter_matches_its_events(backend: Backend) {
         ("ip=999.1.1.1", "invalid_query"),
         ("action=User.*", "invalid_query"),
         ("order=sideways", "invalid_query"),
+        ("min_duration_ms=-1", "invalid_query"),
+        ("received_from=soon", "invalid_query"),
+        (
+            "received_from=2026-02-01T00:00:00Z&received_to=2026-01-01T00:00:00Z",
+            "invalid_query",
+        ),
+        ("text=", "invalid_query"),
         ("limit=5&limit=6", "invalid_query"),
         ("cursor=garbage", "invalid_cursor"),
         (&format!("order=desc&cursor={asc_cursor}"), "invalid_cursor"),
@@ -639,7 +680,73 @@ async fn health_metrics_and_docs(backend: Backend) {
     server.stop();
 }
 
+/// Stored data that fails an integrity check is a 500 the operator sees (an error in the
+/// log, a metric), never a 503 inviting a retry; the rest of the log is still served.
+async fn stored_corruption_answers_500_and_is_counted(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&backend, dir.path(), None);
+    let receipts = ingest(
+        &server,
+        &[sample_event(0), sample_event(1), sample_event(2)],
+    )
+    .await;
+    wait_indexed(&server, "default", 2).await;
+    server.stop();
+    // A leaf hash that is not 32 bytes, as a damaged store might hold.
+    tamper(&backend, dir.path(), |db| {
+        db.drop_triggers();
+        let body = db.body("default", 2);
+        db.set_event("default", 2, &body, b"bad");
+    })
+    .await;
+    let server = start(&backend, dir.path(), None);
+    let id = receipts[2]["id"].as_str().unwrap();
+    let response = client()
+        .get(server.endpoint(&format!("/v1/events/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(response.headers().get("retry-after").is_none());
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "store_corrupt", "{problem}");
+    assert!(
+        !problem["detail"].as_str().unwrap().contains("32"),
+        "{problem}"
+    );
+
+    let (status, listed) = get(&server, "/v1/events?limit=2").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(seqs(listed["events"].as_array().unwrap()), [0, 1]);
+    let (status, problem) = get(&server, "/v1/events").await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (500, Some("store_corrupt"))
+    );
+
+    let metrics = client()
+        .get(server.endpoint("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stele_store_corruption_total"),
+        "{metrics}"
+    );
+    server.stop();
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("integrity check"), "{log}");
+}
+
 crate::on_both_backends!(
+    stored_corruption_answers_500_and_is_counted,
     ingest_single_array_and_ndjson,
     bad_input_is_rejected_whole_with_problem_details,
     every_filter_matches_its_events,

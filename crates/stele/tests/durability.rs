@@ -263,6 +263,32 @@ async fn cli_send_and_query(backend: Backend) {
     let expected: Vec<u64> = (0..25u64).filter(|i| i % 5 < 2).collect();
     assert_eq!(seqs(&printed), expected);
 
+    // Full text and a duration range: the events whose error says "timeout" (every sixth)
+    // and that took at least 70 ms (seq × 7 for every third).
+    let out = Command::new(BIN)
+        .args([
+            "query",
+            "--url",
+            &server.url,
+            "--text",
+            "Timeout",
+            "--min-duration-ms",
+            "70",
+        ])
+        .args(["--format", "ndjson"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seqs(&printed), [12, 18, 24]);
+
     let out = Command::new(BIN)
         .args(["query", "--url", &server.url, "--desc", "--limit", "3"])
         .output()

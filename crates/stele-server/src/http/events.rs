@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::{ApiError, blocking};
-use super::params::{ParamReader, Params, boolean, enum_param};
+use super::params::{ParamReader, Params, boolean, enum_param, whole};
 use super::proofs::{self, ProofReader};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
@@ -39,6 +39,12 @@ const LIST_PARAMS: &[&str] = &[
     "request_id",
     "trace_id",
     "error_code",
+    "step",
+    "min_duration_ms",
+    "max_duration_ms",
+    "received_from",
+    "received_to",
+    "text",
     "order",
     "limit",
     "cursor",
@@ -67,6 +73,12 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
     q.request_id = p.text("request_id")?;
     q.trace_id = p.text("trace_id")?;
     q.error_code = p.text("error_code")?;
+    q.step = p.text("step")?;
+    q.min_duration_ms = p.parsed("min_duration_ms", whole)?;
+    q.max_duration_ms = p.parsed("max_duration_ms", whole)?;
+    q.received_from = p.parsed("received_from", Timestamp::parse)?;
+    q.received_to = p.parsed("received_to", Timestamp::parse)?;
+    q.text = p.text("text")?;
     q.order = p
         .parsed("order", |v| match v {
             "asc" => Ok(SortOrder::Asc),
@@ -79,6 +91,13 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
         && from > to
     {
         return Err(ApiError::invalid_query("`from` is after `to`"));
+    }
+    if let (Some(from), Some(to)) = (q.received_from, q.received_to)
+        && from > to
+    {
+        return Err(ApiError::invalid_query(
+            "`received_from` is after `received_to`",
+        ));
     }
     if let Some(text) = p.text("cursor")? {
         let cursor = Cursor::decode(&text)
@@ -181,6 +200,12 @@ fn push_events(out: &mut Vec<u8>, events: &[StoredEvent]) {
         ("outcome" = Option<String>, Query), ("resource_type" = Option<String>, Query), ("resource_id" = Option<String>, Query),
         ("correlation_id" = Option<String>, Query), ("request_id" = Option<String>, Query), ("trace_id" = Option<String>, Query),
         ("error_code" = Option<String>, Query),
+        ("step" = Option<String>, Query, description = "`step.name`"),
+        ("min_duration_ms" = Option<u64>, Query, description = "duration_ms >= this"),
+        ("max_duration_ms" = Option<u64>, Query, description = "duration_ms <= this"),
+        ("received_from" = Option<String>, Query, description = "received_at >= this (RFC 3339)"),
+        ("received_to" = Option<String>, Query, description = "received_at < this (RFC 3339)"),
+        ("text" = Option<String>, Query, description = "Words that must all occur (any case) in the action, actor and resource names, error message, or the strings and numbers of `details`"),
         ("order" = Option<String>, Query, description = "asc (default) or desc, by seq"),
         ("limit" = Option<usize>, Query, description = "1..=1000, default 100"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
