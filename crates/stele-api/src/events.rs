@@ -25,3 +25,13 @@ pub struct ProvenEvent {
     pub event: Event,
     pub proof: InclusionProof,
 }
+
+/// The answer of `GET /v1/events/{id}`: the event as stored, or with `proof=true` the event
+/// and its inclusion proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum EventAnswer {
+    Proven(ProvenEvent),
+    Event(Event),
+}

@@ -1,7 +1,18 @@
 //! `POST /v1/events`: what the client gets back for each stored event.
 
 use serde::{Deserialize, Serialize};
+use stele_core::Event;
 use uuid::Uuid;
+
+/// The body of `POST /v1/events` as JSON: one event or an array of events (NDJSON, one
+/// event per line, is accepted too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum IngestBody {
+    Many(Vec<Event>),
+    One(Box<Event>),
+}
 
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

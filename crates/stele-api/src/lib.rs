@@ -13,11 +13,11 @@ pub mod logs;
 pub mod traces;
 
 pub use errors::{ErrorCode, EventError, Problem};
-pub use events::{EventPage, ProvenEvent};
+pub use events::{EventAnswer, EventPage, ProvenEvent};
 pub use health::{Live, Ready};
-pub use ingest::{IngestResponse, Receipt};
+pub use ingest::{IngestBody, IngestResponse, Receipt};
 pub use logs::{
-    CheckpointEntry, CheckpointPage, ConsistencyProof, InclusionProof, LogInfo, LogList,
+    CheckpointEntry, CheckpointPage, ConsistencyProof, InclusionProof, LogInfo, LogList, TileBytes,
 };
 pub use stele_core::event::{
     Actor, ActorType, Category, ErrorInfo, Event, Level, Outcome, Resource, Source, Step,

@@ -73,3 +73,22 @@ pub struct InclusionProof {
     /// The signed checkpoint of `tree_size` leaves the path leads to.
     pub checkpoint: String,
 }
+
+/// Raw bytes: a hash tile (hashes of 32 bytes each) or an entry bundle (entries behind
+/// big-endian uint16 lengths), as C2SP tlog-tiles defines them.
+pub struct TileBytes(pub Vec<u8>);
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TileBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("Raw bytes of a hash tile or an entry bundle"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TileBytes {}

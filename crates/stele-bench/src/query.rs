@@ -47,8 +47,12 @@ const CHUNK_EVENTS: usize = 100_000;
 const DEEP_PAGES: usize = 20;
 /// The time window of the time-range queries.
 const WINDOW_MICROS: i64 = 3_600 * 1_000_000;
-/// The latency objective of every query kind, at p99.
-const TARGET_P99_MS: u32 = 50;
+/// The latency objective of every query kind, at p99: 50 ms up to 1,000,000 events,
+/// 100 ms up to 10,000,000 (keyset pages seek, so depth and match counts do not grow the
+/// cost).
+fn target_p99_ms(events: usize) -> u32 {
+    if events <= 1_000_000 { 50 } else { 100 }
+}
 
 /// A server loaded with generated events, searchable through the last one.
 pub struct Loaded {
@@ -387,7 +391,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<Report> {
     report
         .set("p99_ms", worst)
         .set("ratio", worst / baseline_p99)
-        .set("target_p99_ms", TARGET_P99_MS)
-        .set("target_met", worst <= f64::from(TARGET_P99_MS));
+        .set("target_p99_ms", target_p99_ms(args.events))
+        .set("target_met", worst <= f64::from(target_p99_ms(args.events)));
     Ok(report)
 }

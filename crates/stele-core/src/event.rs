@@ -75,8 +75,9 @@ pub struct Actor {
     pub kind: Option<ActorType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An IPv4 or IPv6 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "203.0.113.9"))]
     pub ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
@@ -135,10 +136,13 @@ pub struct Source {
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
+        // The wire names are the variants in snake_case (a test holds them equal to the
+        // literals): `rename_all` is what both serde and the OpenAPI schema read.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $(#[serde(rename = $wire)] $variant),+
+            $($variant),+
         }
 
         impl $name {
@@ -191,6 +195,26 @@ pub const DEFAULT_OUTCOME: Outcome = Outcome::Unknown;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wire name of every variant, as serde writes and reads it, is its literal.
+    #[test]
+    fn wire_names_are_the_literals() {
+        fn check<T>(all: &[T], name: fn(&T) -> &'static str)
+        where
+            T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        {
+            for v in all {
+                let text = serde_json::to_value(v).unwrap();
+                assert_eq!(text, serde_json::Value::from(name(v)));
+                assert_eq!(&serde_json::from_value::<T>(text).unwrap(), v);
+            }
+        }
+        check(ActorType::ALL, |v| v.as_str());
+        check(Category::ALL, |v| v.as_str());
+        check(Level::ALL, |v| v.as_str());
+        check(Outcome::ALL, |v| v.as_str());
+        check(StepStatus::ALL, |v| v.as_str());
+    }
 
     #[test]
     fn levels_are_ordered_by_severity() {

@@ -52,6 +52,8 @@ enum Command {
     /// Work with inclusion proofs.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Print the OpenAPI document of the HTTP API (as served at /openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -269,6 +271,10 @@ fn run() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Openapi => {
+            println!("{}", stele_server::http::openapi_json());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Proof(ProofCommand::Verify { key, file }) => {
             let key = verifier_key(&key)?;

@@ -745,7 +745,81 @@ async fn stored_corruption_answers_500_and_is_counted(backend: Backend) {
     assert!(log.contains("integrity check"), "{log}");
 }
 
+/// The problem bodies are public API: each error's body is held in a snapshot (the same
+/// one for both backends).
+async fn problem_bodies_are_stable(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&backend, dir.path(), None);
+    ingest(&server, &[sample_event(0)]).await;
+    let http = client();
+    let requests: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "POST /v1/events (invalid events)",
+            http.post(server.endpoint("/v1/events")).json(&json!([
+                {"action": "ok"},
+                {"action": "Not Ok", "colour": "red"},
+                {"action": "a", "level": "loud", "seq": 3}
+            ])),
+        ),
+        (
+            "POST /v1/events (not JSON)",
+            http.post(server.endpoint("/v1/events"))
+                .header("content-type", "application/json")
+                .body("{oops"),
+        ),
+        (
+            "POST /v1/events (empty)",
+            http.post(server.endpoint("/v1/events")).json(&json!([])),
+        ),
+        (
+            "POST /v1/events (text/csv)",
+            http.post(server.endpoint("/v1/events"))
+                .header("content-type", "text/csv")
+                .body("a,b"),
+        ),
+        (
+            "GET /v1/events?limit=0",
+            http.get(server.endpoint("/v1/events?limit=0")),
+        ),
+        (
+            "GET /v1/events?cursor=garbage",
+            http.get(server.endpoint("/v1/events?cursor=garbage")),
+        ),
+        (
+            "GET /v1/events?tenant=_stele",
+            http.get(server.endpoint("/v1/events?tenant=_stele")),
+        ),
+        (
+            "GET /v1/events/{unknown id}",
+            http.get(server.endpoint("/v1/events/0190b3c4-0000-7000-8000-000000000001")),
+        ),
+        ("GET /nowhere", http.get(server.endpoint("/nowhere"))),
+        (
+            "DELETE /v1/events",
+            http.delete(server.endpoint("/v1/events")),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (label, request) in requests {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = response.json().await.unwrap();
+        answers
+            .push(json!({"request": label, "status": status, "content_type": kind, "body": body}));
+    }
+    insta::assert_snapshot!(
+        "problem_bodies",
+        serde_json::to_string_pretty(&answers).unwrap()
+    );
+    server.stop();
+}
+
 crate::on_both_backends!(
+    problem_bodies_are_stable,
     stored_corruption_answers_500_and_is_counted,
     ingest_single_array_and_ndjson,
     bad_input_is_rejected_whole_with_problem_details,

@@ -30,7 +30,11 @@ pub(super) fn latest(state: &AppState, tenant: &str) -> Result<Arc<Signed>, ApiE
 
 /// List the logs
 #[utoipa::path(get, path = "/v1/logs", tag = "verification", operation_id = "list_logs",
-    responses((status = 200, body = stele_api::LogList)))]
+    responses(
+        (status = 200, body = stele_api::LogList),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let heads = blocking(move || Ok(store.heads()?)).await?;
@@ -53,7 +57,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
     params(("tenant" = String, Path)),
     responses(
         (status = 200, body = String, content_type = "text/plain; charset=utf-8"),
-        (status = 404, body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The tenant name is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such log, or it has no signed checkpoint yet", body = stele_api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn checkpoint(
     State(state): State<Arc<AppState>>,
@@ -78,8 +83,12 @@ pub async fn checkpoint(
     params(("tenant" = String, Path),
         ("after" = Option<u64>, Query, description = "Only checkpoints of a larger tree (default 0)"),
         ("limit" = Option<usize>, Query, description = "1..=1000, default 100")),
-    responses((status = 200, body = stele_api::CheckpointPage),
-        (status = 400, body = stele_api::Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, body = stele_api::CheckpointPage),
+        (status = 400, description = "A parameter or the tenant name is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn checkpoints(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,

@@ -213,7 +213,9 @@ fn push_events(out: &mut Vec<u8>, events: &[StoredEvent]) {
     ),
     responses(
         (status = 200, body = stele_api::EventPage),
-        (status = 400, body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter or the cursor is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -258,9 +260,11 @@ pub async fn list(
     params(("id" = Uuid, Path), ("tenant" = Option<String>, Query),
         ("proof" = Option<bool>, Query, description = "Add the inclusion proof")),
     responses(
-        (status = 200, body = stele_api::Event),
-        (status = 404, body = stele_api::Problem, content_type = "application/problem+json"),
-        (status = 503, body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The event; with `proof=true`, the event and its proof", body = stele_api::EventAnswer),
+        (status = 400, description = "The id is not a UUID, or a parameter is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event in the log", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable, or no checkpoint covers the event yet (`checkpoint_pending`); retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get(

@@ -18,7 +18,10 @@ pub async fn live() -> axum::Json<Live> {
 
 /// Readiness: the store answers and the writer runs; reports the search index's lag.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "get_ready",
-    responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+    responses(
+        (status = 200, description = "Ready to serve", body = Ready),
+        (status = 503, description = "The store does not answer or the writer stopped", body = Ready),
+    ))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let probe = state.clone();
     let heads = tokio::task::spawn_blocking(move || {
@@ -62,7 +65,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "get_metrics", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "get_metrics", responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(

@@ -55,12 +55,18 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 #[utoipa::path(
     post, path = "/v1/events", tag = "events", operation_id = "ingest_events",
     params(("tenant" = Option<String>, Query, description = "The log for events that do not name one")),
-    request_body(content = Vec<stele_api::Event>, description = "An event, an array of events, or NDJSON",
-                 content_type = "application/json"),
+    request_body(description = "An event or an array of events as JSON, or NDJSON (one event per line)",
+        content(
+            (stele_api::IngestBody = "application/json"),
+            (String = "application/x-ndjson"),
+        )),
     responses(
         (status = 201, description = "Stored durably", body = IngestResponse),
+        (status = 400, description = "The body is not JSON, holds no events, or `tenant` is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large or too many events", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor NDJSON", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid events; nothing stored", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or store unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -50,7 +50,7 @@ pub struct AppState {
         proofs::consistency, tiles::tile,
         health::live, health::ready, health::metrics,
     ),
-    components(schemas(stele_api::Problem, stele_api::EventError, stele_api::ProvenEvent)),
+    components(schemas(stele_api::Problem, stele_api::EventError)),
     tags(
         (name = "events", description = "Ingest and read audit events"),
         (name = "verification", description = "Checkpoints, tiles and proofs of the verifiable log"),
@@ -58,6 +58,13 @@ pub struct AppState {
     )
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document the server serves at `/openapi.json`, as pretty JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the document serializes")
+}
 
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()

@@ -22,9 +22,13 @@ use stele_tlog::tiles::TileTrees;
 /// `to` defaults to the latest checkpoint's size and may not exceed it.
 #[utoipa::path(get, path = "/v1/logs/{tenant}/proof/consistency", tag = "verification", operation_id = "get_consistency_proof",
     params(("tenant" = String, Path), ("from" = u64, Query), ("to" = Option<u64>, Query)),
-    responses((status = 200, body = stele_api::ConsistencyProof),
-        (status = 400, body = stele_api::Problem, content_type = "application/problem+json"),
-        (status = 404, body = stele_api::Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, body = stele_api::ConsistencyProof),
+        (status = 400, description = "`from` or `to` is invalid, or beyond the latest checkpoint", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such log, or it has no signed checkpoint yet", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn consistency(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,

@@ -21,8 +21,13 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// big-endian uint16 length.
 #[utoipa::path(get, path = "/v1/logs/{tenant}/tile/{path}", tag = "verification", operation_id = "get_tile",
     params(("tenant" = String, Path), ("path" = String, Path, description = "e.g. `0/x001/234.p/17` or `entries/000`")),
-    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"),
-        (status = 404, body = stele_api::Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, description = "The tile's hashes, or the bundle's entries", body = stele_api::TileBytes, content_type = "application/octet-stream"),
+        (status = 400, description = "The tenant name is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a tile path, or the log has not reached it", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn tile(
     State(state): State<Arc<AppState>>,
     Path((tenant, path)): Path<(String, String)>,

@@ -25,7 +25,10 @@ const MAX_TRACE_EVENTS: usize = 10_000;
     params(("correlation_id" = String, Path), ("tenant" = Option<String>, Query), ("min_seq" = Option<u64>, Query)),
     responses(
         (status = 200, body = stele_api::Trace),
-        (status = 404, body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No event has this correlation id", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn trace(
