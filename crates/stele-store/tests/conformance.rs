@@ -1327,6 +1327,54 @@ mod postgres_only {
             .collect()
     }
 
+    /// Two nodes append to one log in turns: each finds its cached tree behind (the
+    /// one-statement append is refused), appends under the log's lock after resuming from
+    /// the tiles, and a client-chosen id the other node stored is answered as a duplicate.
+    #[test]
+    fn nodes_taking_turns_keep_one_dense_log() {
+        let Some(schema) = PgSchema::create() else {
+            return;
+        };
+        let (a, b) = (
+            PgStore::open(&schema.url).expect("open a"),
+            PgStore::open(&schema.url).expect("open b"),
+        );
+        let (mut wa, mut wb) = (a.writer().expect("writer a"), b.writer().expect("writer b"));
+        let mut clock = ts("2026-03-01T00:00:00Z").as_micros();
+        let mut next = || {
+            clock += 1_000;
+            Timestamp::from_micros(clock).expect("in range")
+        };
+        let shared_id = Uuid::now_v7();
+        let mut expected = 0u64;
+        for turn in 0..12 {
+            let writer: &mut Box<dyn stele_store::LogWriter> =
+                if turn % 2 == 0 { &mut wa } else { &mut wb };
+            let mut batch: Vec<NewEvent> = (0..turn + 1)
+                .map(|_| server_event("acme", "doc.read"))
+                .collect();
+            if turn >= 5 {
+                batch.push(client_event("acme", shared_id, "doc.share"));
+            }
+            let out = writer.append(&batch, next()).expect("append");
+            let fresh = out.iter().filter(|o| !o.duplicate).count() as u64;
+            let seqs: Vec<u64> = out.iter().filter(|o| !o.duplicate).map(|o| o.seq).collect();
+            assert_eq!(
+                seqs,
+                (expected..expected + fresh).collect::<Vec<_>>(),
+                "turn {turn}"
+            );
+            if turn > 5 {
+                assert!(out.last().expect("answers").duplicate, "turn {turn}");
+            }
+            expected += fresh;
+            let head = writer.tree_head("acme").expect("a head");
+            assert_eq!(head.size, expected);
+        }
+        assert_eq!(size_of(&a, "acme"), expected);
+        assert_tiles_match(&b, "acme");
+    }
+
     #[test]
     fn events_are_partitioned_by_month_ahead_of_time() {
         let Some(schema) = PgSchema::create() else {
@@ -1408,7 +1456,7 @@ mod postgres_only {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! The PostgreSQL writer: one connection on the sequencer's thread. A batch is one
-//! transaction: lock the touched log rows (in tenant order, so nodes never deadlock), take
-//! their committed state, sequence, insert events, ids and tiles with one statement each,
-//! update the log rows, commit.
+//! The PostgreSQL writer: one connection on the sequencer's thread. A batch is sequenced
+//! against the log states this node has cached and sent as one call of `stele_append`
+//! (migration 0003), which locks the touched log rows in tenant order, checks that their
+//! sizes are still the cached ones, inserts events, ids and tiles and stores the new sizes:
+//! one statement, its own transaction, one round trip. If another node appended meanwhile
+//! (or stored one of the batch's client-chosen ids), the batch is sequenced again inside a
+//! transaction that holds the log rows' locks from the start, after resuming the trees
+//! from the stored tiles.
 
 use super::migrate::{MONTHS_AHEAD, create_partition, month_of};
 use super::{close_elsewhere, connect, read_tile};
@@ -99,6 +103,67 @@ impl PgWriter {
 
     fn append_batch(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
         self.ensure_partitions(now)?;
+        let tenants: BTreeSet<&str> = batch.iter().map(|e| e.tenant.as_str()).collect();
+        if tenants.iter().all(|t| self.logs.contains_key(*t)) {
+            match self.append_optimistically(batch, now, &tenants) {
+                Err(e) if is_contended(&e) => {
+                    tracing::debug!(error = %e, "another node appended; appending under the log locks");
+                }
+                done => return done,
+            }
+        }
+        self.append_locked(batch, now, &tenants)
+    }
+
+    /// Sequences against the cached log states and appends in one statement, which fails
+    /// with SQLSTATE `SL001` if another node appended to one of the logs since.
+    fn append_optimistically(
+        &mut self,
+        batch: &[NewEvent],
+        now: Timestamp,
+        tenants: &BTreeSet<&str>,
+    ) -> Result<Vec<Appended>> {
+        let PgWriter {
+            client,
+            logs,
+            partitions,
+            statements,
+            ..
+        } = self;
+        let client = client.as_mut().expect("connected by ensure_partitions");
+        let states: HashMap<&str, LogState> =
+            tenants.iter().map(|&t| (t, logs[t].clone())).collect();
+        let known = stored_ids(client, batch, tenants, &states)?;
+        let expected: Vec<(i64, u64)> = tenants
+            .iter()
+            .map(|t| (states[t].log_id, states[t].size))
+            .collect();
+        let mut states = states;
+        let mut sequenced = batch::sequence(
+            batch,
+            now,
+            |tenant| Ok(states.remove(tenant).expect("every tenant is cached")),
+            |_, state, id| Ok(known.get(&(state.log_id, id)).cloned()),
+        )?;
+        check_partitions(&sequenced.rows, partitions)?;
+        let call = Append::new(&expected, &mut sequenced);
+        let statement = prepared(client, statements, APPEND)?;
+        client.execute(&statement, &call.params())?;
+        for (tenant, state) in sequenced.logs {
+            logs.insert(tenant.to_string(), state);
+        }
+        Ok(sequenced.appended)
+    }
+
+    /// Appends in a transaction that first locks the touched log rows (in tenant order) and
+    /// takes their committed state: the path for logs new to this node, and after another
+    /// node appended.
+    fn append_locked(
+        &mut self,
+        batch: &[NewEvent],
+        now: Timestamp,
+        tenants: &BTreeSet<&str>,
+    ) -> Result<Vec<Appended>> {
         let PgWriter {
             client,
             logs,
@@ -111,24 +176,22 @@ impl PgWriter {
             tx: client.transaction()?,
             statements,
         };
-        let tenants: BTreeSet<&str> = batch.iter().map(|e| e.tenant.as_str()).collect();
-        let mut locked = tx.lock_logs(&tenants, logs)?;
-        let known = tx.stored_ids(batch, &tenants, &locked)?;
+        let mut locked = tx.lock_logs(tenants, logs)?;
+        let known = stored_ids(&mut tx.tx, batch, tenants, &locked)?;
+        let expected: Vec<(i64, u64)> = tenants
+            .iter()
+            .map(|t| (locked[t].log_id, locked[t].size))
+            .collect();
         let mut sequenced = batch::sequence(
             batch,
             now,
             |tenant| Ok(locked.remove(tenant).expect("every tenant is locked")),
             |_, state, id| Ok(known.get(&(state.log_id, id)).cloned()),
         )?;
-        for month in sequenced.rows.iter().map(|r| month_of(r.received_at)) {
-            if !partitions.contains(&month) {
-                return Err(StoreError::Corrupt(format!(
-                    "no partition for month {month} (is the clock far off?)"
-                )));
-            }
-        }
-        tx.insert_events(&sequenced.rows)?;
-        tx.store_logs(sequenced.logs.values_mut())?;
+        check_partitions(&sequenced.rows, partitions)?;
+        let call = Append::new(&expected, &mut sequenced);
+        let statement = tx.prepared(APPEND)?;
+        tx.tx.execute(&statement, &call.params())?;
         tx.tx.commit()?;
         for (tenant, state) in sequenced.logs {
             logs.insert(tenant.to_string(), state);
@@ -137,22 +200,190 @@ impl PgWriter {
     }
 }
 
-/// One batch's transaction, with the connection's prepared statements.
+/// The call that appends a batch (see migration 0003).
+const APPEND: &str = "SELECT stele_append($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+     $5::bigint[], $6::bigint[], $7::uuid[], $8::bigint[], $9::bytea[], $10::bytea[], \
+     $11::bigint[], $12::smallint[], $13::bigint[], $14::smallint[], $15::bytea[])";
+
+/// SQLSTATE of `stele_append` when a log grew since the writer read it.
+const STALE: &str = "SL001";
+
+/// Another node appended to one of the logs, or stored one of the batch's client-chosen
+/// ids, since this node looked: the batch may go again under the logs' locks.
+fn is_contended(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else {
+        return false;
+    };
+    e.code().is_some_and(|code| {
+        code.code() == STALE || *code == postgres::error::SqlState::UNIQUE_VIOLATION
+    })
+}
+
+fn check_partitions(rows: &[Row], partitions: &HashSet<i32>) -> Result<()> {
+    for month in rows.iter().map(|r| month_of(r.received_at)) {
+        if !partitions.contains(&month) {
+            return Err(StoreError::Corrupt(format!(
+                "no partition for month {month} (is the clock far off?)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The statement for `sql`, parsed and planned once per connection rather than once per
+/// batch.
+fn prepared(
+    client: &mut impl postgres::GenericClient,
+    statements: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    statements.insert(sql, statement.clone());
+    Ok(statement)
+}
+
+/// The stored events of the batch's client-chosen ids (retries), one query per log.
+fn stored_ids(
+    client: &mut impl postgres::GenericClient,
+    batch: &[NewEvent],
+    tenants: &BTreeSet<&str>,
+    states: &HashMap<&str, LogState>,
+) -> Result<HashMap<(i64, Uuid), Appended>> {
+    let mut known = HashMap::new();
+    for &tenant in tenants {
+        let log_id = states[tenant].log_id;
+        let ids: Vec<Uuid> = batch
+            .iter()
+            .filter(|e| e.client_id && e.tenant == tenant)
+            .map(|e| e.id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let rows = client.query(
+            "SELECT x.id, e.seq, e.leaf_hash, e.body FROM event_ids x JOIN events e
+               ON e.log_id = x.log_id AND e.seq = x.seq AND e.received_at = x.received_at
+             WHERE x.log_id = $1 AND x.id = ANY($2)",
+            &[&log_id, &ids],
+        )?;
+        for r in rows {
+            let body: Vec<u8> = r.get(3);
+            known.insert(
+                (log_id, r.get(0)),
+                batch::retried(tenant, r.get(1), r.get(2), &body)?,
+            );
+        }
+    }
+    Ok(known)
+}
+
+/// The arguments of one `stele_append` call: the logs (in tenant order) with the sizes they
+/// must still have and their new sizes, the events, and the tiles the batch grew.
+struct Append<'a> {
+    log_ids: Vec<i64>,
+    expected: Vec<i64>,
+    sizes: Vec<i64>,
+    lasts: Vec<i64>,
+    e_logs: Vec<i64>,
+    e_seqs: Vec<i64>,
+    e_ids: Vec<Uuid>,
+    e_times: Vec<i64>,
+    e_hashes: Vec<&'a [u8]>,
+    e_bodies: Vec<&'a [u8]>,
+    t_logs: Vec<i64>,
+    t_levels: Vec<i16>,
+    t_indexes: Vec<i64>,
+    t_widths: Vec<i16>,
+    t_hashes: Vec<Vec<u8>>,
+}
+
+impl<'a> Append<'a> {
+    /// `expected`: (log id, size) of each touched log before the batch, in tenant order.
+    fn new(expected: &[(i64, u64)], sequenced: &'a mut batch::Sequenced<'_>) -> Append<'a> {
+        let by_id: HashMap<i64, &mut LogState> = sequenced
+            .logs
+            .values_mut()
+            .map(|state| (state.log_id, state))
+            .collect();
+        let mut call = Append {
+            log_ids: Vec::with_capacity(expected.len()),
+            expected: Vec::with_capacity(expected.len()),
+            sizes: Vec::with_capacity(expected.len()),
+            lasts: Vec::with_capacity(expected.len()),
+            e_logs: Vec::new(),
+            e_seqs: Vec::new(),
+            e_ids: Vec::new(),
+            e_times: Vec::new(),
+            e_hashes: Vec::new(),
+            e_bodies: Vec::new(),
+            t_logs: Vec::new(),
+            t_levels: Vec::new(),
+            t_indexes: Vec::new(),
+            t_widths: Vec::new(),
+            t_hashes: Vec::new(),
+        };
+        let mut by_id = by_id;
+        for &(log_id, before) in expected {
+            let state = by_id
+                .get_mut(&log_id)
+                .expect("every touched log is sequenced");
+            call.log_ids.push(log_id);
+            call.expected.push(before as i64);
+            call.sizes.push(state.size as i64);
+            call.lasts.push(state.last_received_at.as_micros());
+            for tile in state.tree.take_writes() {
+                let id = tile.id();
+                call.t_logs.push(log_id);
+                call.t_levels.push(i16::from(id.level));
+                call.t_indexes.push(id.index as i64);
+                call.t_widths.push(id.width as i16);
+                call.t_hashes.push(tile.hashes);
+            }
+        }
+        let sequenced: &'a batch::Sequenced<'_> = sequenced;
+        let rows = &sequenced.rows;
+        call.e_logs = rows.iter().map(|r| r.log_id).collect();
+        call.e_seqs = rows.iter().map(|r| r.seq as i64).collect();
+        call.e_ids = rows.iter().map(|r| r.id).collect();
+        call.e_times = rows.iter().map(|r| r.received_at.as_micros()).collect();
+        call.e_hashes = rows.iter().map(|r| &r.leaf_hash.0[..]).collect();
+        call.e_bodies = rows.iter().map(|r| r.body.as_slice()).collect();
+        call
+    }
+
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 15] {
+        [
+            &self.log_ids,
+            &self.expected,
+            &self.sizes,
+            &self.lasts,
+            &self.e_logs,
+            &self.e_seqs,
+            &self.e_ids,
+            &self.e_times,
+            &self.e_hashes,
+            &self.e_bodies,
+            &self.t_logs,
+            &self.t_levels,
+            &self.t_indexes,
+            &self.t_widths,
+            &self.t_hashes,
+        ]
+    }
+}
+
+/// One locked batch's transaction, with the connection's prepared statements.
 struct BatchTx<'c, 's> {
     tx: Transaction<'c>,
     statements: &'s mut HashMap<&'static str, Statement>,
 }
 
 impl BatchTx<'_, '_> {
-    /// The statement for `sql`, parsed and planned once per connection rather than once per
-    /// batch: a batch is then one round trip per statement.
     fn prepared(&mut self, sql: &'static str) -> Result<Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.tx.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
+        prepared(&mut self.tx, self.statements, sql)
     }
 
     /// Locks the rows of `tenants` in tenant order and answers each log's committed state:
@@ -186,118 +417,6 @@ impl BatchTx<'_, '_> {
             locked.insert(tenant, state);
         }
         Ok(locked)
-    }
-
-    /// The stored events of the batch's client-chosen ids (retries), one query per log.
-    fn stored_ids(
-        &mut self,
-        batch: &[NewEvent],
-        tenants: &BTreeSet<&str>,
-        locked: &HashMap<&str, LogState>,
-    ) -> Result<HashMap<(i64, Uuid), Appended>> {
-        let mut known = HashMap::new();
-        for &tenant in tenants {
-            let log_id = locked[tenant].log_id;
-            let ids: Vec<Uuid> = batch
-                .iter()
-                .filter(|e| e.client_id && e.tenant == tenant)
-                .map(|e| e.id)
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let rows = self.tx.query(
-                "SELECT x.id, e.seq, e.leaf_hash, e.body FROM event_ids x JOIN events e
-                   ON e.log_id = x.log_id AND e.seq = x.seq AND e.received_at = x.received_at
-                 WHERE x.log_id = $1 AND x.id = ANY($2)",
-                &[&log_id, &ids],
-            )?;
-            for r in rows {
-                let body: Vec<u8> = r.get(3);
-                known.insert(
-                    (log_id, r.get(0)),
-                    batch::retried(tenant, r.get(1), r.get(2), &body)?,
-                );
-            }
-        }
-        Ok(known)
-    }
-
-    /// All the batch's events and their ids, one statement each.
-    fn insert_events(&mut self, rows: &[Row]) -> Result<()> {
-        let log_ids: Vec<i64> = rows.iter().map(|r| r.log_id).collect();
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq as i64).collect();
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let times: Vec<i64> = rows.iter().map(|r| r.received_at.as_micros()).collect();
-        let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.leaf_hash.0[..]).collect();
-        let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_slice()).collect();
-        let insert_events = self.prepared(
-            "INSERT INTO events (log_id, seq, id, received_at, leaf_hash, body)
-             SELECT l, s, i, timestamptz 'epoch' + r * interval '1 microsecond', h, b
-             FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::bigint[], $5::bytea[], $6::bytea[])
-                  AS u(l, s, i, r, h, b)",
-        )?;
-        self.tx.execute(
-            &insert_events,
-            &[&log_ids, &seqs, &ids, &times, &hashes, &bodies],
-        )?;
-        // A server-chosen id that is already stored fails the batch here, as on SQLite.
-        let insert_ids = self.prepared(
-            "INSERT INTO event_ids (log_id, id, seq, received_at)
-             SELECT l, i, s, timestamptz 'epoch' + r * interval '1 microsecond'
-             FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::bigint[]) AS u(l, i, s, r)",
-        )?;
-        self.tx
-            .execute(&insert_ids, &[&log_ids, &ids, &seqs, &times])?;
-        Ok(())
-    }
-
-    /// Each grown log's new size and time, and the tiles its tree completed or widened
-    /// (one statement for all of them), dropping the narrower rows they extend.
-    fn store_logs<'l>(&mut self, logs: impl Iterator<Item = &'l mut LogState>) -> Result<()> {
-        let mut tile_logs = Vec::new();
-        let mut levels = Vec::new();
-        let mut indexes = Vec::new();
-        let mut widths = Vec::new();
-        let mut contents = Vec::new();
-        let update_log =
-            self.prepared("UPDATE logs SET size = $2, last_received_at = $3 WHERE log_id = $1")?;
-        for state in logs {
-            self.tx.execute(
-                &update_log,
-                &[
-                    &state.log_id,
-                    &(state.size as i64),
-                    &state.last_received_at.as_micros(),
-                ],
-            )?;
-            for tile in state.tree.take_writes() {
-                let id = tile.id();
-                tile_logs.push(state.log_id);
-                levels.push(i16::from(id.level));
-                indexes.push(id.index as i64);
-                widths.push(id.width as i16);
-                contents.push(tile.hashes);
-            }
-        }
-        if tile_logs.is_empty() {
-            return Ok(());
-        }
-        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
-            [&tile_logs, &levels, &indexes, &widths, &contents];
-        let insert_tiles = self.prepared(
-            "INSERT INTO tiles (log_id, level, idx, width, hashes)
-             SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[])",
-        )?;
-        self.tx.execute(&insert_tiles, &params)?;
-        // The rows these tiles extend are prefixes of them.
-        let prune_tiles = self.prepared(
-            "DELETE FROM tiles t USING unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[])
-                 AS n(l, lv, i, w)
-             WHERE t.log_id = n.l AND t.level = n.lv AND t.idx = n.i AND t.width < n.w",
-        )?;
-        self.tx.execute(&prune_tiles, &params[..4])?;
-        Ok(())
     }
 }
 
