@@ -166,7 +166,7 @@ macro_rules! wire_enum {
 
 wire_enum!(ActorType { User = "user", Service = "service", ApiKey = "api_key", System = "system" });
 wire_enum!(
-    /// Drives retention: each category has its own policy.
+    /// The kind of event: what it records, not how severe it is (that is `Level`).
     Category { Audit = "audit", Security = "security", Application = "application", Error = "error" }
 );
 wire_enum!(

@@ -88,15 +88,10 @@ impl SearchIndex {
             .map_or(0, |h| h.size);
         let mut auditor = Auditor::new(&self.index, self.fields, tenant)?;
         let segments = snapshot.searcher.segment_readers();
-        let problem = |seq: Option<u64>, detail: String| IndexProblem {
-            tenant: tenant.to_string(),
-            seq,
-            detail,
-        };
-
         let mut problems = Vec::new();
         if indexed > size {
             problems.push(problem(
+                tenant,
                 None,
                 format!(
                     "the index commit records {indexed} events indexed, but the log has {size} events"
@@ -106,147 +101,12 @@ impl SearchIndex {
         // Positions compared: indexed and in the log. Never more than the log has, whatever
         // the commit payload says.
         let compared = indexed.min(size);
-        let slots =
-            usize::try_from(compared).map_err(|_| bad(tenant, compared, "log too large"))?;
-
-        // Pass 1: count and digest the documents of each position.
-        let mut counts = vec![0u32; slots];
-        let mut digests = vec![0u64; slots];
-        let mut outside: BTreeMap<u64, u32> = BTreeMap::new();
-        for segment in segments {
-            let docs = auditor.log_docs(segment)?;
-            if docs.is_empty() {
-                continue;
-            }
-            let doc_digests = auditor.digests(segment, &docs)?;
-            let seqs = segment.fast_fields().column_opt::<u64>("seq")?;
-            for (&doc, digest) in docs.iter().zip(doc_digests) {
-                let values: Vec<u64> = match &seqs {
-                    Some(column) => column.values_for_doc(doc).collect(),
-                    None => Vec::new(),
-                };
-                match values.as_slice() {
-                    [] => problems.push(problem(
-                        None,
-                        "a document of this log has no seq".to_string(),
-                    )),
-                    [_] => {}
-                    [first, ..] => problems.push(problem(
-                        Some(*first),
-                        format!("a document of this log has several seqs {values:?}"),
-                    )),
-                }
-                for seq in values {
-                    if seq < compared {
-                        let i = seq as usize;
-                        counts[i] = counts[i].saturating_add(1);
-                        digests[i] = digest;
-                    } else {
-                        *outside.entry(seq).or_default() += 1;
-                    }
-                }
-            }
-        }
-        for (seq, n) in outside {
-            let times = if n == 1 {
-                String::new()
-            } else {
-                format!(" {n} times")
-            };
-            let detail = if seq >= size {
-                format!("seq {seq} is indexed{times} but the log has {size} events")
-            } else {
-                format!(
-                    "seq {seq} is indexed{times} but the index commit records only {indexed} events indexed"
-                )
-            };
-            problems.push(problem(Some(seq), detail));
-        }
-
-        // The log, in order: each position must have exactly one document, with its values.
-        let mut differing = Vec::new();
-        let mut next = 0u64;
-        progress(0);
-        while next < compared {
-            let want = usize::try_from(compared - next)
-                .unwrap_or(usize::MAX)
-                .min(READ_BATCH);
-            let events = store.read_range(tenant, next, want)?;
-            if events.is_empty() {
-                return Err(bad(tenant, next, "the log store has no event here"));
-            }
-            for stored in events.iter().take(want) {
-                if stored.seq != next {
-                    let reason = format!("the store skipped from {next} to {}", stored.seq);
-                    return Err(bad(tenant, next, &reason));
-                }
-                let i = next as usize;
-                match counts[i] {
-                    0 => problems.push(problem(
-                        Some(next),
-                        format!("seq {next} is indexed 0 times, expected once"),
-                    )),
-                    1 => {
-                        if digests[i] != auditor.expected_digest(next, &stored.bytes) {
-                            differing.push((next, false));
-                        }
-                    }
-                    n => {
-                        problems.push(problem(
-                            Some(next),
-                            format!("seq {next} is indexed {n} times, expected once"),
-                        ));
-                        // Each copy must still match the event: name what differs.
-                        differing.push((next, true));
-                    }
-                }
-                next += 1;
-            }
-            progress(next);
-        }
-        drop(counts);
-        drop(digests);
-
-        // Pass 2: name the fields of the positions whose digests differ.
-        if !differing.is_empty() {
-            let rest = differing.split_off(differing.len().min(MAX_DETAILED));
-            // A duplicate beyond the limit is named by its count alone.
-            for (seq, _) in rest.into_iter().filter(|(_, duplicate)| !duplicate) {
-                problems.push(problem(
-                    Some(seq),
-                    format!(
-                        "seq {seq}: the indexed values differ from the event \
-                         (not described: more than {MAX_DETAILED} documents differ)"
-                    ),
-                ));
-            }
-            let seqs: Vec<u64> = differing.iter().map(|(seq, _)| *seq).collect();
-            let found = auditor.values_of(segments, &seqs)?;
-            let mut stored_events = Vec::with_capacity(seqs.len());
-            for chunk in seqs.chunks(1_000) {
-                stored_events.extend(store.read_seqs(tenant, chunk)?);
-            }
-            for stored in stored_events {
-                let seq = stored.seq;
-                let expected = auditor.expected_values(seq, &stored.bytes);
-                let mut details: Vec<String> = Vec::new();
-                for copy in found.get(&seq).into_iter().flatten() {
-                    for detail in auditor.describe(seq, &expected, copy) {
-                        if !details.contains(&detail) {
-                            details.push(detail);
-                        }
-                    }
-                }
-                let duplicate = found.get(&seq).is_some_and(|copies| copies.len() > 1);
-                if details.is_empty() && !duplicate {
-                    details.push(format!(
-                        "seq {seq}: the indexed values differ from the event"
-                    ));
-                }
-                problems.extend(details.into_iter().map(|d| problem(Some(seq), d)));
-            }
-        }
-
+        let tally = auditor.tally(segments, compared, &mut problems)?;
+        tally.report_outside(tenant, size, indexed, &mut problems);
+        let differing =
+            auditor.compare_with_log(store, &tally, compared, progress, &mut problems)?;
+        drop(tally);
+        auditor.describe_differences(store, segments, differing, &mut problems)?;
         // Stable: for one position, its count comes before its fields.
         problems.sort_by_key(|p| p.seq);
         Ok(IndexAudit {
@@ -646,5 +506,212 @@ impl<'a> Auditor<'a> {
             }
         }
         out
+    }
+}
+
+fn problem(tenant: &str, seq: Option<u64>, detail: String) -> IndexProblem {
+    IndexProblem {
+        tenant: tenant.to_string(),
+        seq,
+        detail,
+    }
+}
+
+/// Pass 1: per position of the log, how many documents the index holds and the digest of
+/// their values; positions beyond the compared part, and how often each is indexed.
+struct Tally {
+    counts: Vec<u32>,
+    digests: Vec<u64>,
+    outside: BTreeMap<u64, u32>,
+}
+
+impl Tally {
+    /// Positions indexed beyond the log or the commit's progress.
+    fn report_outside(
+        &self,
+        tenant: &str,
+        size: u64,
+        indexed: u64,
+        problems: &mut Vec<IndexProblem>,
+    ) {
+        for (&seq, &n) in &self.outside {
+            let times = if n == 1 {
+                String::new()
+            } else {
+                format!(" {n} times")
+            };
+            let detail = if seq >= size {
+                format!("seq {seq} is indexed{times} but the log has {size} events")
+            } else {
+                format!(
+                    "seq {seq} is indexed{times} but the index commit records only {indexed} events indexed"
+                )
+            };
+            problems.push(problem(tenant, Some(seq), detail));
+        }
+    }
+}
+
+impl Auditor<'_> {
+    /// Pass 1: counts and digests the documents of each position.
+    fn tally(
+        &self,
+        segments: &[SegmentReader],
+        compared: u64,
+        problems: &mut Vec<IndexProblem>,
+    ) -> Result<Tally> {
+        let tenant = self.tenant;
+        let slots =
+            usize::try_from(compared).map_err(|_| bad(tenant, compared, "log too large"))?;
+        let mut tally = Tally {
+            counts: vec![0u32; slots],
+            digests: vec![0u64; slots],
+            outside: BTreeMap::new(),
+        };
+        for segment in segments {
+            let docs = self.log_docs(segment)?;
+            if docs.is_empty() {
+                continue;
+            }
+            let doc_digests = self.digests(segment, &docs)?;
+            let seqs = segment.fast_fields().column_opt::<u64>("seq")?;
+            for (&doc, digest) in docs.iter().zip(doc_digests) {
+                let values: Vec<u64> = match &seqs {
+                    Some(column) => column.values_for_doc(doc).collect(),
+                    None => Vec::new(),
+                };
+                match values.as_slice() {
+                    [] => problems.push(problem(
+                        tenant,
+                        None,
+                        "a document of this log has no seq".to_string(),
+                    )),
+                    [_] => {}
+                    [first, ..] => problems.push(problem(
+                        tenant,
+                        Some(*first),
+                        format!("a document of this log has several seqs {values:?}"),
+                    )),
+                }
+                for seq in values {
+                    if seq < compared {
+                        let i = seq as usize;
+                        tally.counts[i] = tally.counts[i].saturating_add(1);
+                        tally.digests[i] = digest;
+                    } else {
+                        *tally.outside.entry(seq).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(tally)
+    }
+
+    /// Walks the log in order: each position must have exactly one document, with its
+    /// values. Answers the positions whose values differ (and whether they are duplicates).
+    fn compare_with_log(
+        &mut self,
+        store: &dyn LogStore,
+        tally: &Tally,
+        compared: u64,
+        progress: &mut dyn FnMut(u64),
+        problems: &mut Vec<IndexProblem>,
+    ) -> Result<Vec<(u64, bool)>> {
+        let tenant = self.tenant;
+        let mut differing = Vec::new();
+        let mut next = 0u64;
+        progress(0);
+        while next < compared {
+            let want = usize::try_from(compared - next)
+                .unwrap_or(usize::MAX)
+                .min(READ_BATCH);
+            let events = store.read_range(tenant, next, want)?;
+            if events.is_empty() {
+                return Err(bad(tenant, next, "the log store has no event here"));
+            }
+            for stored in events.iter().take(want) {
+                if stored.seq != next {
+                    let reason = format!("the store skipped from {next} to {}", stored.seq);
+                    return Err(bad(tenant, next, &reason));
+                }
+                let i = next as usize;
+                match tally.counts[i] {
+                    0 => problems.push(problem(
+                        tenant,
+                        Some(next),
+                        format!("seq {next} is indexed 0 times, expected once"),
+                    )),
+                    1 => {
+                        if tally.digests[i] != self.expected_digest(next, &stored.bytes) {
+                            differing.push((next, false));
+                        }
+                    }
+                    n => {
+                        problems.push(problem(
+                            tenant,
+                            Some(next),
+                            format!("seq {next} is indexed {n} times, expected once"),
+                        ));
+                        // Each copy must still match the event: name what differs.
+                        differing.push((next, true));
+                    }
+                }
+                next += 1;
+            }
+            progress(next);
+        }
+        Ok(differing)
+    }
+
+    /// Pass 2: names the fields of the positions whose digests differ.
+    fn describe_differences(
+        &mut self,
+        store: &dyn LogStore,
+        segments: &[SegmentReader],
+        mut differing: Vec<(u64, bool)>,
+        problems: &mut Vec<IndexProblem>,
+    ) -> Result<()> {
+        if differing.is_empty() {
+            return Ok(());
+        }
+        let tenant = self.tenant;
+        let rest = differing.split_off(differing.len().min(MAX_DETAILED));
+        // A duplicate beyond the limit is named by its count alone.
+        for (seq, _) in rest.into_iter().filter(|(_, duplicate)| !duplicate) {
+            problems.push(problem(
+                tenant,
+                Some(seq),
+                format!(
+                    "seq {seq}: the indexed values differ from the event \
+                     (not described: more than {MAX_DETAILED} documents differ)"
+                ),
+            ));
+        }
+        let seqs: Vec<u64> = differing.iter().map(|(seq, _)| *seq).collect();
+        let found = self.values_of(segments, &seqs)?;
+        let mut stored_events = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(1_000) {
+            stored_events.extend(store.read_seqs(tenant, chunk)?);
+        }
+        for stored in stored_events {
+            let seq = stored.seq;
+            let expected = self.expected_values(seq, &stored.bytes);
+            let mut details: Vec<String> = Vec::new();
+            for copy in found.get(&seq).into_iter().flatten() {
+                for detail in self.describe(seq, &expected, copy) {
+                    if !details.contains(&detail) {
+                        details.push(detail);
+                    }
+                }
+            }
+            let duplicate = found.get(&seq).is_some_and(|copies| copies.len() > 1);
+            if details.is_empty() && !duplicate {
+                details.push(format!(
+                    "seq {seq}: the indexed values differ from the event"
+                ));
+            }
+            problems.extend(details.into_iter().map(|d| problem(tenant, Some(seq), d)));
+        }
+        Ok(())
     }
 }

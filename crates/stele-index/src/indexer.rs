@@ -220,6 +220,55 @@ impl Signal {
     }
 }
 
+/// The indexer thread's loop: index what is new, commit when due, sleep until woken.
+fn run(
+    worker: &mut Worker,
+    signal: &Signal,
+    opts: &IndexerOptions,
+    on_commit: &(dyn Fn(&Progress) + Send),
+) {
+    loop {
+        let stopping = signal.stop.load(Ordering::SeqCst);
+        let mut found = 0;
+        let caught_up = loop {
+            match worker.step(opts.read_batch) {
+                // When stopping, index everything there is before the last commit.
+                Ok(n) if stopping && n == opts.read_batch => found += n,
+                Ok(n) => {
+                    found += n;
+                    break n < opts.read_batch;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "indexer step failed; retrying");
+                    break true;
+                }
+            }
+        };
+        // Each commit writes a segment: while events keep coming, commit once per
+        // `max_commit_interval`; as soon as they stop, commit what is pending.
+        let quiet = caught_up && found == 0;
+        let due = stopping || quiet || worker.last_commit.elapsed() >= opts.max_commit_interval;
+        if due {
+            match worker.commit() {
+                Ok(true) => on_commit(&worker.progress),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "search index commit failed"),
+            }
+        }
+        if stopping {
+            break;
+        }
+        if caught_up && worker.pending > 0 {
+            // Nothing indexed is visible before the next commit: gather events
+            // for a while instead of waking at every write, then look again
+            // (finding none means the store went quiet: commit).
+            signal.sleep(opts.quiet_interval.max(Duration::from_millis(1)));
+        } else if caught_up {
+            signal.wait(opts.poll_interval.max(Duration::from_millis(1)));
+        }
+    }
+}
+
 /// Wakes the indexer: new events were committed.
 #[derive(Clone)]
 pub struct Notifier(Arc<Signal>);
@@ -268,49 +317,7 @@ impl Indexer {
                         return;
                     }
                 };
-                let signal = thread_signal;
-                loop {
-                    let stopping = signal.stop.load(Ordering::SeqCst);
-                    let mut found = 0;
-                    let caught_up = loop {
-                        match worker.step(opts.read_batch) {
-                            // When stopping, index everything there is before the last commit.
-                            Ok(n) if stopping && n == opts.read_batch => found += n,
-                            Ok(n) => {
-                                found += n;
-                                break n < opts.read_batch;
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "indexer step failed; retrying");
-                                break true;
-                            }
-                        }
-                    };
-                    // Each commit writes a segment: while events keep coming, commit once per
-                    // `max_commit_interval`; as soon as they stop, commit what is pending.
-                    let quiet = caught_up && found == 0;
-                    let due = stopping
-                        || quiet
-                        || worker.last_commit.elapsed() >= opts.max_commit_interval;
-                    if due {
-                        match worker.commit() {
-                            Ok(true) => on_commit(&worker.progress),
-                            Ok(false) => {}
-                            Err(e) => tracing::error!(error = %e, "search index commit failed"),
-                        }
-                    }
-                    if stopping {
-                        break;
-                    }
-                    if caught_up && worker.pending > 0 {
-                        // Nothing indexed is visible before the next commit: gather events
-                        // for a while instead of waking at every write, then look again
-                        // (finding none means the store went quiet: commit).
-                        signal.sleep(opts.quiet_interval.max(Duration::from_millis(1)));
-                    } else if caught_up {
-                        signal.wait(opts.poll_interval.max(Duration::from_millis(1)));
-                    }
-                }
+                run(&mut worker, &thread_signal, &opts, on_commit.as_ref());
                 if let Err(e) = worker.writer.wait_merging_threads() {
                     tracing::warn!(error = %e, "search index merge did not finish");
                 }

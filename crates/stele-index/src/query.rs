@@ -202,17 +202,21 @@ impl SearchIndex {
             }));
         }
         if let Some(text) = &q.text {
-            // The words as the text field indexes them (same tokenizer, lower case).
-            let mut analyzer = self.index.tokenizer_for_field(f.text)?;
-            let mut words = Vec::new();
-            analyzer.token_stream(text).process(&mut |token| {
-                words.push(token.text.clone());
-            });
-            for word in words {
+            for word in self.words(text)? {
                 must(term(f.text, &word));
             }
         }
         Ok(BooleanQuery::new(clauses))
+    }
+
+    /// The words of `text` as the text field indexes them (same tokenizer, lower case).
+    fn words(&self, text: &str) -> Result<Vec<String>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+        let mut words = Vec::new();
+        analyzer.token_stream(text).process(&mut |token| {
+            words.push(token.text.clone());
+        });
+        Ok(words)
     }
 
     pub fn search(&self, q: &EventQuery) -> Result<SearchPage> {

@@ -185,6 +185,21 @@ fn load_config(file: Option<&PathBuf>, data: Option<PathBuf>) -> anyhow::Result<
     Ok(config)
 }
 
+/// The server's configuration: defaults, the file, then flags and `STELE_*` variables.
+fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = load_config(args.config.as_ref(), args.data)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.signing_key.is_some() {
+        config.log.signing_key = args.signing_key;
+    }
+    if args.database_url.is_some() {
+        config.database_url = args.database_url;
+    }
+    Ok(config)
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
@@ -212,16 +227,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing();
-            let mut config = load_config(args.config.as_ref(), args.data)?;
-            if let Some(listen) = args.listen {
-                config.listen = listen;
-            }
-            if args.signing_key.is_some() {
-                config.log.signing_key = args.signing_key;
-            }
-            if args.database_url.is_some() {
-                config.database_url = args.database_url;
-            }
+            let config = serve_config(args)?;
             runtime.block_on(serve(config)).map(|()| ExitCode::SUCCESS)
         }
         Command::Send(args) => runtime
@@ -276,26 +282,29 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", stele_server::http::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Proof(ProofCommand::Verify { key, file }) => {
-            let key = verifier_key(&key)?;
-            let answer = read_input(file.as_deref())?;
-            match proof::verify(&answer, &key) {
-                Ok(v) => {
-                    let id = v.id.map(|id| format!("event {id} is ")).unwrap_or_default();
-                    println!(
-                        "ok: {id}entry {} of {} in the tree of {} signed by {}",
-                        v.seq,
-                        v.origin,
-                        v.tree_size,
-                        key.name()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("FAILED: {e:#}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+        Command::Proof(ProofCommand::Verify { key, file }) => verify_proof(&key, file.as_deref()),
+    }
+}
+
+/// `stele proof verify`: exit 0 and say what the proof establishes, or 1 and why not.
+fn verify_proof(key: &str, file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key = verifier_key(key)?;
+    let answer = read_input(file)?;
+    match proof::verify(&answer, &key) {
+        Ok(v) => {
+            let id = v.id.map(|id| format!("event {id} is ")).unwrap_or_default();
+            println!(
+                "ok: {id}entry {} of {} in the tree of {} signed by {}",
+                v.seq,
+                v.origin,
+                v.tree_size,
+                key.name()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("FAILED: {e:#}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -235,41 +235,7 @@ impl Monitor {
             return Ok(());
         }
         let indices = sample(size, self.samples)?;
-        // Fetch every tile the proofs need first; TileReader itself is synchronous.
-        let mut tiles: HashMap<TileId, Tile> = HashMap::new();
-        let mut wanted = Vec::new();
-        {
-            let mut reader = TileReader::new(size, |id: TileId| {
-                wanted.push(id);
-                Ok::<_, ()>(Tile {
-                    level: id.level,
-                    index: id.index,
-                    hashes: vec![0; 32 * usize::from(id.width)],
-                })
-            });
-            for &i in &indices {
-                let _ = reader.inclusion_proof(i);
-            }
-        }
-        for id in wanted {
-            match self
-                .bytes(&format!("/v1/logs/{tenant}/{}", id.path()))
-                .await?
-            {
-                Some(hashes) if hashes.len() == 32 * usize::from(id.width) => {
-                    tiles.insert(
-                        id,
-                        Tile {
-                            level: id.level,
-                            index: id.index,
-                            hashes,
-                        },
-                    );
-                }
-                Some(_) => problems.add(tenant, &id.path(), "the served tile has the wrong length"),
-                None => problems.add(tenant, &id.path(), "the server does not serve this tile"),
-            }
-        }
+        let tiles = self.fetch_tiles(tenant, size, &indices, problems).await?;
         summary.tiles += tiles.len() as u64;
         let mut reader = TileReader::new(size, |id: TileId| tiles.get(&id).cloned().ok_or(()));
         let mut bundles: HashMap<TileId, Option<Vec<Vec<u8>>>> = HashMap::new();
@@ -319,6 +285,53 @@ impl Monitor {
             }
         }
         Ok(())
+    }
+
+    /// Fetches every tile the inclusion proofs of `indices` need (`TileReader` itself is
+    /// synchronous: a first pass with placeholder tiles names them); a missing or short
+    /// tile is a problem.
+    async fn fetch_tiles(
+        &self,
+        tenant: &str,
+        size: u64,
+        indices: &[u64],
+        problems: &mut Problems,
+    ) -> anyhow::Result<HashMap<TileId, Tile>> {
+        let mut tiles: HashMap<TileId, Tile> = HashMap::new();
+        let mut wanted = Vec::new();
+        {
+            let mut reader = TileReader::new(size, |id: TileId| {
+                wanted.push(id);
+                Ok::<_, ()>(Tile {
+                    level: id.level,
+                    index: id.index,
+                    hashes: vec![0; 32 * usize::from(id.width)],
+                })
+            });
+            for &i in indices {
+                let _ = reader.inclusion_proof(i);
+            }
+        }
+        for id in wanted {
+            match self
+                .bytes(&format!("/v1/logs/{tenant}/{}", id.path()))
+                .await?
+            {
+                Some(hashes) if hashes.len() == 32 * usize::from(id.width) => {
+                    tiles.insert(
+                        id,
+                        Tile {
+                            level: id.level,
+                            index: id.index,
+                            hashes,
+                        },
+                    );
+                }
+                Some(_) => problems.add(tenant, &id.path(), "the served tile has the wrong length"),
+                None => problems.add(tenant, &id.path(), "the server does not serve this tile"),
+            }
+        }
+        Ok(tiles)
     }
 }
 

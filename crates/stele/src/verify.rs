@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use stele_store::{LogStore, StoredCheckpoint};
+use std::sync::mpsc::{Receiver, SyncSender};
+use stele_store::{LogStore, StoredCheckpoint, StoredEvent};
 use stele_tlog::merkle::{EMPTY_ROOT, NodeHash};
 use stele_tlog::note::{VerifierKey, verify_checkpoint};
 use stele_tlog::tiles::{Tile, TileBuilder, TileId};
@@ -102,70 +103,21 @@ fn verify_log(
 ) -> anyhow::Result<()> {
     bar.set_message(tenant.to_string());
     let checkpoints = signed_checkpoints(store, key, tenant, problems, summary)?;
-    let mut pending = checkpoints.iter().peekable();
+    let mut roots = RootCheck {
+        tenant,
+        pending: checkpoints.iter().peekable(),
+    };
     let mut tree = TileBuilder::new();
     let mut tiles = TileCheck::new(store, tenant);
-    let check_roots = |tree: &TileBuilder,
-                       pending: &mut std::iter::Peekable<std::slice::Iter<'_, Signed>>,
-                       problems: &mut Problems| {
-        while let Some(cp) = pending.next_if(|cp| cp.size == tree.size()) {
-            let root = tree.root();
-            if cp.root != root {
-                problems.add(
-                    tenant,
-                    &cp.place,
-                    format!("signed root {:?} but the events give {root:?}", cp.root),
-                );
-            }
-        }
-    };
-    check_roots(&tree, &mut pending, problems);
+    roots.at(&tree, problems);
 
     // Three stages overlap: one thread reads batches from the store, the next hashes and
     // parses each batch's events in parallel, and this one builds the tree in order.
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
         let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(2);
-        scope.spawn(move || {
-            let mut next = 0;
-            loop {
-                let read = store
-                    .read_range(tenant, next, READ_BATCH)
-                    .with_context(|| format!("reading log {tenant}"));
-                let done = match &read {
-                    Ok(events) => match events.last() {
-                        Some(last) => {
-                            next = last.seq + 1;
-                            false
-                        }
-                        None => true,
-                    },
-                    Err(_) => true,
-                };
-                if read_tx.send(read).is_err() || done {
-                    return;
-                }
-            }
-        });
-        scope.spawn(move || {
-            for read in read_rx {
-                let checked = read.map(|events| {
-                    let checked: Vec<Checked> = events
-                        .par_iter()
-                        .map(|stored| {
-                            let position = serde_json::from_slice::<Position>(&stored.bytes)
-                                .map(|p| (p.seq, p.tenant.as_deref() == Some(tenant)))
-                                .map_err(|e| e.to_string());
-                            (leaf_hash(&stored.bytes), position)
-                        })
-                        .collect();
-                    (events, checked)
-                });
-                if checked_tx.send(checked).is_err() {
-                    return;
-                }
-            }
-        });
+        scope.spawn(move || read_stage(store, tenant, read_tx));
+        scope.spawn(move || hash_stage(tenant, read_rx, checked_tx));
         // The seq the next stored event should have; a gap is reported once, not at every
         // later event.
         let mut expected_seq: u64 = 0;
@@ -175,57 +127,11 @@ fn verify_log(
                 break;
             }
             for (stored, (leaf, position)) in events.iter().zip(checked) {
-                let place = || format!("seq {}", stored.seq);
-                if stored.seq > expected_seq {
-                    let gap = if stored.seq - expected_seq == 1 {
-                        format!("seq {expected_seq}")
-                    } else {
-                        format!("seq {expected_seq}–{}", stored.seq - 1)
-                    };
-                    problems.add(
-                        tenant,
-                        &gap,
-                        format!("missing: the next stored event is seq {}", stored.seq),
-                    );
-                }
-                if stored.seq < expected_seq {
-                    problems.add(tenant, &place(), "stored more than once, or out of order");
-                }
+                check_position(tenant, stored, expected_seq, position, problems);
+                check_leaf(tenant, stored, leaf, problems);
                 expected_seq = stored.seq + 1;
-                match position {
-                    Ok((seq, same_tenant)) => {
-                        if seq != Some(stored.seq) {
-                            problems.add(
-                                tenant,
-                                &place(),
-                                format!("the event's bytes say seq {seq:?}"),
-                            );
-                        }
-                        if !same_tenant {
-                            let said = serde_json::from_slice::<Position>(&stored.bytes)
-                                .ok()
-                                .and_then(|p| p.tenant.map(|t| t.into_owned()));
-                            problems.add(
-                                tenant,
-                                &place(),
-                                format!("the event's bytes say tenant {said:?}"),
-                            );
-                        }
-                    }
-                    Err(e) => problems.add(tenant, &place(), format!("unreadable event: {e}")),
-                }
-                if leaf != stored.leaf_hash {
-                    problems.add(
-                        tenant,
-                        &place(),
-                        format!(
-                            "stored leaf hash {:?} but the bytes hash to {leaf:?}",
-                            stored.leaf_hash
-                        ),
-                    );
-                }
                 tree.push(leaf.into());
-                check_roots(&tree, &mut pending, problems);
+                roots.at(&tree, problems);
             }
             for tile in tree.take_writes() {
                 tiles.expect(tile, problems)?;
@@ -243,7 +149,7 @@ fn verify_log(
             format!("the log records {recorded_size} events but {size} are stored"),
         );
     }
-    for cp in pending {
+    for cp in roots.pending {
         problems.add(
             tenant,
             &cp.place,
@@ -252,6 +158,139 @@ fn verify_log(
     }
     summary.tiles += tiles.finish(size, problems)?;
     Ok(())
+}
+
+/// A batch as read, and each event's leaf hash and what its bytes say of its position.
+type Read = anyhow::Result<Vec<StoredEvent>>;
+type CheckedBatch = anyhow::Result<(Vec<StoredEvent>, Vec<Checked>)>;
+
+/// Stage one: reads the log in batches, in `seq` order, until the end or an error.
+fn read_stage(store: &dyn LogStore, tenant: &str, out: SyncSender<Read>) {
+    let mut next = 0;
+    loop {
+        let read = store
+            .read_range(tenant, next, READ_BATCH)
+            .with_context(|| format!("reading log {tenant}"));
+        let done = match &read {
+            Ok(events) => match events.last() {
+                Some(last) => {
+                    next = last.seq + 1;
+                    false
+                }
+                None => true,
+            },
+            Err(_) => true,
+        };
+        if out.send(read).is_err() || done {
+            return;
+        }
+    }
+}
+
+/// Stage two: hashes and parses each batch's events, in parallel.
+fn hash_stage(tenant: &str, input: Receiver<Read>, out: SyncSender<CheckedBatch>) {
+    for read in input {
+        let checked = read.map(|events| {
+            let checked: Vec<Checked> = events
+                .par_iter()
+                .map(|stored| {
+                    let position = serde_json::from_slice::<Position>(&stored.bytes)
+                        .map(|p| (p.seq, p.tenant.as_deref() == Some(tenant)))
+                        .map_err(|e| e.to_string());
+                    (leaf_hash(&stored.bytes), position)
+                })
+                .collect();
+            (events, checked)
+        });
+        if out.send(checked).is_err() {
+            return;
+        }
+    }
+}
+
+/// The stored event is where it should be: the next `seq`, and its bytes name that seq
+/// and this log.
+fn check_position(
+    tenant: &str,
+    stored: &StoredEvent,
+    expected_seq: u64,
+    position: Result<(Option<u64>, bool), String>,
+    problems: &mut Problems,
+) {
+    let place = || format!("seq {}", stored.seq);
+    if stored.seq > expected_seq {
+        let gap = if stored.seq - expected_seq == 1 {
+            format!("seq {expected_seq}")
+        } else {
+            format!("seq {expected_seq}–{}", stored.seq - 1)
+        };
+        problems.add(
+            tenant,
+            &gap,
+            format!("missing: the next stored event is seq {}", stored.seq),
+        );
+    }
+    if stored.seq < expected_seq {
+        problems.add(tenant, &place(), "stored more than once, or out of order");
+    }
+    match position {
+        Ok((seq, same_tenant)) => {
+            if seq != Some(stored.seq) {
+                problems.add(
+                    tenant,
+                    &place(),
+                    format!("the event's bytes say seq {seq:?}"),
+                );
+            }
+            if !same_tenant {
+                let said = serde_json::from_slice::<Position>(&stored.bytes)
+                    .ok()
+                    .and_then(|p| p.tenant.map(|t| t.into_owned()));
+                problems.add(
+                    tenant,
+                    &place(),
+                    format!("the event's bytes say tenant {said:?}"),
+                );
+            }
+        }
+        Err(e) => problems.add(tenant, &place(), format!("unreadable event: {e}")),
+    }
+}
+
+/// The stored leaf hash is the hash of the stored bytes.
+fn check_leaf(tenant: &str, stored: &StoredEvent, leaf: LeafHash, problems: &mut Problems) {
+    if leaf != stored.leaf_hash {
+        problems.add(
+            tenant,
+            &format!("seq {}", stored.seq),
+            format!(
+                "stored leaf hash {:?} but the bytes hash to {leaf:?}",
+                stored.leaf_hash
+            ),
+        );
+    }
+}
+
+/// The signed checkpoints not yet reached, checked against the tree as it grows.
+struct RootCheck<'a> {
+    tenant: &'a str,
+    pending: std::iter::Peekable<std::slice::Iter<'a, Signed>>,
+}
+
+impl RootCheck<'_> {
+    /// Checks every checkpoint of the tree's current size against its root.
+    fn at(&mut self, tree: &TileBuilder, problems: &mut Problems) {
+        while let Some(cp) = self.pending.next_if(|cp| cp.size == tree.size()) {
+            let root = tree.root();
+            if cp.root != root {
+                problems.add(
+                    self.tenant,
+                    &cp.place,
+                    format!("signed root {:?} but the events give {root:?}", cp.root),
+                );
+            }
+        }
+    }
 }
 
 /// Every stored checkpoint of `tenant` whose signature verifies, sorted by size; the
