@@ -40,3 +40,35 @@ fn openapi_prints_the_served_document() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/events"]["post"]["operationId"] == "ingest_events");
 }
+
+/// What `stele proof verify` says of a good and of an altered proof (ids redacted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proof_verify_output_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&Backend::Sqlite, dir.path(), None);
+    let receipts = ingest(
+        &server,
+        &[sample_event(0), sample_event(1), sample_event(2)],
+    )
+    .await;
+    let id = receipts[1]["id"].as_str().unwrap().to_string();
+    let (status, answer) = get(&server, &format!("/v1/events/{id}?proof=true")).await;
+    assert_eq!(status, 200);
+    server.stop();
+    let key = verifier_key(dir.path());
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, answer.to_string()).unwrap();
+    let mut altered = answer.clone();
+    altered["event"]["action"] = serde_json::json!("config.change");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, altered.to_string()).unwrap();
+    let ok = stele(&["proof", "verify", "--key", &key, path(&good)]);
+    let failed = stele(&["proof", "verify", "--key", &key, path(&bad)]);
+    assert_eq!((ok.code, failed.code), (0, 1));
+    let text = format!(
+        "$ stele proof verify good.json\n{}$ stele proof verify bad.json\n{}",
+        ok.stdout, failed.stderr
+    )
+    .replace(&id, "[id]");
+    insta::assert_snapshot!("proof_verify", text);
+}

@@ -5,7 +5,7 @@
 use super::error::problem_response;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use std::any::Any;
@@ -53,16 +53,77 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Every route the router serves, as a metric label.
+const ROUTES: &[&str] = &[
+    "/v1/events",
+    "/v1/events/{id}",
+    "/v1/traces/{correlation_id}",
+    "/v1/logs",
+    "/v1/logs/{tenant}/checkpoint",
+    "/v1/logs/{tenant}/checkpoints",
+    "/v1/logs/{tenant}/proof/consistency",
+    "/v1/logs/{tenant}/tile/{*path}",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// The matched route as a metric label: one of [`ROUTES`], `docs` for the API docs' pages,
+/// else `unmatched`.
+fn route_label(request: &Request) -> &'static str {
+    let Some(matched) = request.extensions().get::<MatchedPath>() else {
+        return "unmatched";
+    };
+    let path = matched.as_str();
+    ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == path)
+        .unwrap_or(if path.starts_with("/docs") {
+            "docs"
+        } else {
+            "unmatched"
+        })
+}
+
+/// The status as a metric label, from a closed set.
+fn status_label(status: StatusCode) -> &'static str {
+    const LABELS: [(u16, &str); 13] = [
+        (200, "200"),
+        (201, "201"),
+        (304, "304"),
+        (400, "400"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (410, "410"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    let code = status.as_u16();
+    if let Some((_, label)) = LABELS.iter().find(|(c, _)| *c == code) {
+        return label;
+    }
+    match code {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = route_label(&request);
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("stele_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+    let status = status_label(response.status());
+    metrics::counter!("stele_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("stele_http_request_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
@@ -122,6 +183,19 @@ mod tests {
         assert_eq!(response.status(), 200);
         let id = response.headers()["x-request-id"].to_str().unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+
+    #[test]
+    fn every_route_is_a_known_label() {
+        // The router's routes and the document's paths are the label set (the document
+        // writes `{*path}` as `{path}`).
+        let doc: serde_json::Value = serde_json::from_str(&crate::http::openapi_json()).unwrap();
+        for path in doc["paths"].as_object().unwrap().keys() {
+            let route = path.replace("{path}", "{*path}");
+            assert!(ROUTES.contains(&route.as_str()), "{route} is not a label");
+        }
+        assert_eq!(status_label(StatusCode::IM_A_TEAPOT), "4xx");
+        assert_eq!(status_label(StatusCode::CREATED), "201");
     }
 
     #[test]
