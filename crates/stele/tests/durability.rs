@@ -237,57 +237,13 @@ async fn cli_send_and_query(backend: Backend) {
     );
     wait_indexed(&server, "default", 24).await;
 
-    let out = Command::new(BIN)
-        .args([
-            "query",
-            "--url",
-            &server.url,
-            "--action",
-            "user.*",
-            "--format",
-            "ndjson",
-            "--limit",
-            "1000",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let expected: Vec<u64> = (0..25u64).filter(|i| i % 5 < 2).collect();
-    assert_eq!(seqs(&printed), expected);
-
+    let filter = ["--action", "user.*", "--limit", "1000"];
+    assert_eq!(query_seqs(&server, &filter), expected);
     // Full text and a duration range: the events whose error says "timeout" (every sixth)
     // and that took at least 70 ms (seq × 7 for every third).
-    let out = Command::new(BIN)
-        .args([
-            "query",
-            "--url",
-            &server.url,
-            "--text",
-            "Timeout",
-            "--min-duration-ms",
-            "70",
-        ])
-        .args(["--format", "ndjson"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(seqs(&printed), [12, 18, 24]);
+    let filter = ["--text", "Timeout", "--min-duration-ms", "70"];
+    assert_eq!(query_seqs(&server, &filter), [12, 18, 24]);
 
     let out = Command::new(BIN)
         .args(["query", "--url", &server.url, "--desc", "--limit", "3"])
@@ -331,3 +287,22 @@ crate::on_both_backends!(
     index_resumes_after_sigkill,
     cli_send_and_query,
 );
+
+/// The seqs `stele query` prints (as NDJSON) for `filter`.
+fn query_seqs(server: &Server, filter: &[&str]) -> Vec<u64> {
+    let out = Command::new(BIN)
+        .args(["query", "--url", &server.url, "--format", "ndjson"])
+        .args(filter)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    seqs(&printed)
+}

@@ -131,28 +131,16 @@ impl PgWriter {
             ..
         } = self;
         let client = client.as_mut().expect("connected by ensure_partitions");
-        let states: HashMap<&str, LogState> =
-            tenants.iter().map(|&t| (t, logs[t].clone())).collect();
-        let known = stored_ids(client, batch, tenants, &states)?;
-        let expected: Vec<(i64, u64)> = tenants
-            .iter()
-            .map(|t| (states[t].log_id, states[t].size))
-            .collect();
-        let mut states = states;
-        let mut sequenced = batch::sequence(
-            batch,
-            now,
-            |tenant| Ok(states.remove(tenant).expect("every tenant is cached")),
-            |_, state, id| Ok(known.get(&(state.log_id, id)).cloned()),
-        )?;
-        check_partitions(&sequenced.rows, partitions)?;
-        let call = Append::new(&expected, &mut sequenced);
-        let statement = prepared(client, statements, APPEND)?;
-        client.execute(&statement, &call.params())?;
-        for (tenant, state) in sequenced.logs {
+        let states = tenants.iter().map(|&t| (t, logs[t].clone())).collect();
+        let target = Target {
+            statements,
+            partitions,
+        };
+        let (appended, grown) = target.append(client, batch, now, tenants, states)?;
+        for (tenant, state) in grown {
             logs.insert(tenant.to_string(), state);
         }
-        Ok(sequenced.appended)
+        Ok(appended)
     }
 
     /// Appends in a transaction that first locks the touched log rows (in tenant order) and
@@ -176,27 +164,56 @@ impl PgWriter {
             tx: client.transaction()?,
             statements,
         };
-        let mut locked = tx.lock_logs(tenants, logs)?;
-        let known = stored_ids(&mut tx.tx, batch, tenants, &locked)?;
+        let locked = tx.lock_logs(tenants, logs)?;
+        let BatchTx { mut tx, statements } = tx;
+        let target = Target {
+            statements,
+            partitions,
+        };
+        let (appended, grown) = target.append(&mut tx, batch, now, tenants, locked)?;
+        tx.commit()?;
+        for (tenant, state) in grown {
+            logs.insert(tenant.to_string(), state);
+        }
+        Ok(appended)
+    }
+}
+
+/// What appending needs of the writer besides the connection.
+struct Target<'w> {
+    statements: &'w mut HashMap<&'static str, Statement>,
+    partitions: &'w HashSet<i32>,
+}
+
+impl Target<'_> {
+    /// Sequences `batch` against `states` (the committed state of every touched log, as
+    /// this node takes it) and sends it as one `stele_append` call; answers the receipts
+    /// and the logs' states after the batch.
+    fn append<'b>(
+        self,
+        client: &mut impl postgres::GenericClient,
+        batch: &'b [NewEvent],
+        now: Timestamp,
+        tenants: &BTreeSet<&str>,
+        mut states: HashMap<&'b str, LogState>,
+    ) -> Result<(Vec<Appended>, HashMap<&'b str, LogState>)> {
+        let known = stored_ids(client, batch, tenants, &states)?;
         let expected: Vec<(i64, u64)> = tenants
             .iter()
-            .map(|t| (locked[t].log_id, locked[t].size))
+            .map(|t| (states[t].log_id, states[t].size))
             .collect();
         let mut sequenced = batch::sequence(
             batch,
             now,
-            |tenant| Ok(locked.remove(tenant).expect("every tenant is locked")),
+            |tenant| Ok(states.remove(tenant).expect("every tenant has a state")),
             |_, state, id| Ok(known.get(&(state.log_id, id)).cloned()),
         )?;
-        check_partitions(&sequenced.rows, partitions)?;
+        check_partitions(&sequenced.rows, self.partitions)?;
         let call = Append::new(&expected, &mut sequenced);
-        let statement = tx.prepared(APPEND)?;
-        tx.tx.execute(&statement, &call.params())?;
-        tx.tx.commit()?;
-        for (tenant, state) in sequenced.logs {
-            logs.insert(tenant.to_string(), state);
-        }
-        Ok(sequenced.appended)
+        let statement = prepared(client, self.statements, APPEND)?;
+        client.execute(&statement, &call.params())?;
+        drop(call);
+        Ok((sequenced.appended, sequenced.logs))
     }
 }
 
