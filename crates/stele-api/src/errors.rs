@@ -42,6 +42,10 @@ error_codes! {
     TooManyEvents => ("too_many_events", 413, "The request holds too many events"),
     PayloadTooLarge => ("payload_too_large", 413, "The request body is too large"),
     UnsupportedMediaType => ("unsupported_media_type", 415, "The content type is not supported"),
+    UnsupportedEncoding => ("unsupported_encoding", 415, "The content encoding is not supported"),
+    InvalidEncoding => ("invalid_encoding", 400, "The body is not valid in its content encoding"),
+    IdConflict => ("id_conflict", 409, "An event with this id is already stored with a different body"),
+    RequestTimeout => ("request_timeout", 408, "The request body was not received in time"),
     NotFound => ("not_found", 404, "Not found"),
     MethodNotAllowed => ("method_not_allowed", 405, "Method not allowed"),
     Overloaded => ("overloaded", 503, "The ingest queue is full; retry later"),
@@ -67,8 +71,11 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventError {
-    /// Position of the event in the request (0-based; the line for NDJSON).
+    /// Position of the event in the request (0-based, blank lines not counted).
     pub index: usize,
+    /// The 1-based line the event starts on, for NDJSON and JSON text sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// What is wrong with it, one reason per problem.
     pub reasons: Vec<String>,
 }

@@ -15,6 +15,22 @@ pub struct EventPage {
     /// The last `seq` of the log the search index had when answering; null if it has none.
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub indexed_through: Option<u64>,
+    /// With `min_seq`: how the wait for the index ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq_wait: Option<MinSeqWait>,
+}
+
+/// How a read's wait for the search index to reach `min_seq` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MinSeqWait {
+    /// The index holds `min_seq`: the answer covers it.
+    Reached,
+    /// The index did not reach it within 5 s: the answer may not cover it.
+    TimedOut,
+    /// The log has no event at `min_seq` yet; answered at once without waiting.
+    NotAssigned,
 }
 
 /// An event with its inclusion proof (`GET /v1/events/{id}?proof=true`).

@@ -13,7 +13,7 @@ pub mod logs;
 pub mod traces;
 
 pub use errors::{ErrorCode, EventError, Problem};
-pub use events::{EventAnswer, EventPage, ProvenEvent};
+pub use events::{EventAnswer, EventPage, MinSeqWait, ProvenEvent};
 pub use health::{Live, Ready};
 pub use ingest::{IngestBody, IngestResponse, Receipt};
 pub use logs::{

@@ -47,4 +47,7 @@ pub struct Trace {
     pub truncated: bool,
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub indexed_through: Option<u64>,
+    /// With `min_seq`: how the wait for the index ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq_wait: Option<crate::MinSeqWait>,
 }

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use stele_api::{Event, EventPage, IngestResponse};
-use stele_core::cursor::{Cursor, SortOrder};
+use stele_core::cursor::{Cursor, SortOrder, listing_digest};
 use stele_testkit::PgSchema;
 use stele_testkit::events::{Generator, Rng};
 use uuid::Uuid;
@@ -102,6 +102,7 @@ async fn list_from(http: &reqwest::Client, url: &str, from: u64) -> anyhow::Resu
         Cursor {
             order: SortOrder::Asc,
             after,
+            listing: listing_digest("default", SortOrder::Asc, &[]),
         }
         .encode()
     });

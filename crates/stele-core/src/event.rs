@@ -14,14 +14,22 @@ use uuid::Uuid;
 pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "assigned",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub occurred_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "assigned",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub received_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +57,13 @@ pub struct Event {
     pub error: Option<ErrorInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Free-form data: numbers must survive canonical encoding exactly, and no object may
+    /// name a member twice.
+    #[serde(
+        default,
+        deserialize_with = "crate::exact::details",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub details: Option<Map<String, Value>>,
 }
@@ -63,6 +77,18 @@ impl Event {
     pub fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or_default()
     }
+}
+
+/// A field Stele assigns (`seq`, `received_at`): a client's value is refused by validation,
+/// and `null` here, so that no value of it passes unnoticed.
+fn assigned<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)?
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("is assigned by Stele and must not be sent"))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

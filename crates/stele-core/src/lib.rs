@@ -7,6 +7,7 @@
 pub mod canonical;
 pub mod cursor;
 pub mod event;
+pub mod exact;
 pub mod seal;
 pub mod timestamp;
 pub mod validate;

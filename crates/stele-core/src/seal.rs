@@ -78,6 +78,8 @@ pub type Seq = u64;
 
 /// `"received_at":"2026-01-02T03:04:05.000006Z",`
 const RECEIVED_AT_LEN: usize = r#""received_at":"","#.len() + 27;
+/// `2026-01-02T03:04:05.000006Z`: every timestamp's canonical text has this length.
+const TIMESTAMP_LEN: usize = 27;
 /// `"seq":18446744073709551615,` at its longest.
 const SEQ_MAX_LEN: usize = r#""seq":,"#.len() + 20;
 
@@ -108,6 +110,10 @@ pub struct Presealed {
     bytes: Vec<u8>,
     received_at_at: usize,
     seq_at: usize,
+    /// Where the value of `occurred_at` starts (its 27 bytes follow the quote).
+    occurred_at_at: Option<usize>,
+    /// The server filled `occurred_at` in: a retry of the event will carry another one.
+    occurred_at_defaulted: bool,
 }
 
 impl Presealed {
@@ -157,6 +163,9 @@ impl Presealed {
             );
         }
         w.string("level", event.level.map(|l| l.as_str()));
+        let occurred_at_at = event
+            .occurred_at
+            .map(|_| w.out.len() + usize::from(!w.first) + r#""occurred_at":""#.len());
         w.display("occurred_at", event.occurred_at.as_ref());
         w.string("outcome", event.outcome.map(|o| o.as_str()));
         // `"received_at":…,` goes before the next member, after its comma.
@@ -194,7 +203,62 @@ impl Presealed {
             bytes,
             received_at_at,
             seq_at,
+            occurred_at_at,
+            occurred_at_defaulted: false,
         })
+    }
+
+    /// Notes that `occurred_at` was filled in by the server, not sent by the client.
+    pub(crate) fn set_occurred_at_defaulted(&mut self) {
+        self.occurred_at_defaulted = true;
+    }
+
+    /// Whether this event, sent again with the id of `earlier`, is the same event: the same
+    /// canonical bytes, except an `occurred_at` that the server filled in.
+    pub fn same_event(&self, earlier: &Presealed) -> bool {
+        if self.bytes == earlier.bytes {
+            return true;
+        }
+        match (self.occurred_at_defaulted, earlier.occurred_at_at) {
+            (true, Some(at)) => {
+                self.with_occurred_at(&earlier.bytes[at..at + TIMESTAMP_LEN]) == earlier.bytes
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `stored`, the canonical bytes of a stored event with this event's id, is this
+    /// event (see [`Presealed::same_event`]). `None` if `stored` is not a stored event.
+    pub fn is_stored_as(&self, stored: &[u8]) -> Option<bool> {
+        let event = crate::Event::from_stored(stored).ok()?;
+        let (seq, received_at) = (event.seq?, event.received_at?);
+        let time = SealTime::new(received_at);
+        if self.seal(seq, &time) == stored {
+            return Some(true);
+        }
+        if !self.occurred_at_defaulted {
+            return Some(false);
+        }
+        let Some(occurred_at) = event.occurred_at else {
+            return Some(false);
+        };
+        let retried = Presealed {
+            bytes: self.with_occurred_at(occurred_at.to_string().as_bytes()),
+            occurred_at_defaulted: false,
+            ..self.clone()
+        };
+        Some(retried.seal(seq, &time) == stored)
+    }
+
+    /// The presealed bytes with another `occurred_at` value (of the same, fixed length).
+    fn with_occurred_at(&self, value: &[u8]) -> Vec<u8> {
+        let mut bytes = self.bytes.clone();
+        if let Some(at) = self.occurred_at_at
+            && value.len() == TIMESTAMP_LEN
+        {
+            bytes[at..at + TIMESTAMP_LEN].copy_from_slice(value);
+        }
+        bytes
     }
 
     /// The length of the sealed bytes at their longest (largest possible `seq`).

@@ -33,8 +33,14 @@ impl Timestamp {
         Self::from_micros(i64::try_from(micros).ok()?)
     }
 
-    /// Parses RFC 3339 with any offset; sub-microsecond digits are dropped.
+    /// Parses RFC 3339 with any offset; sub-microsecond digits are dropped. A leap second
+    /// (`:60`) is refused: UTC microseconds cannot hold it, and it is never moved silently.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text.get(16..19) == Some(":60") {
+            return Err(format!(
+                "`{text}` is a leap second, which cannot be stored exactly; send the instant before it (…:59.999999) or after it"
+            ));
+        }
         let dt = OffsetDateTime::parse(text, &Rfc3339)
             .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?;
         Self::from_datetime(dt).ok_or_else(|| format!("`{text}` is out of range"))
@@ -112,6 +118,18 @@ mod tests {
             "",
         ] {
             assert!(Timestamp::parse(input).is_err(), "{input}");
+        }
+    }
+
+    #[test]
+    fn refuses_leap_seconds_instead_of_moving_them() {
+        for input in [
+            "2016-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5Z",
+            "2017-01-01T00:59:60+01:00",
+        ] {
+            let err = Timestamp::parse(input).unwrap_err();
+            assert!(err.contains("leap second"), "{input}: {err}");
         }
     }
 

@@ -207,12 +207,16 @@ fn finish(
     let client_id = event.id.is_some();
     let id = *event.id.get_or_insert_with(new_id);
     event.tenant = Some(tenant.clone());
+    let occurred_at_defaulted = event.occurred_at.is_none();
     event.occurred_at.get_or_insert(defaults.occurred_at);
     event.category.get_or_insert(DEFAULT_CATEGORY);
     event.level.get_or_insert(DEFAULT_LEVEL);
     event.outcome.get_or_insert(DEFAULT_OUTCOME);
 
-    let presealed = Presealed::new(&event).map_err(|e| ValidationError::one(e.to_string()))?;
+    let mut presealed = Presealed::new(&event).map_err(|e| ValidationError::one(e.to_string()))?;
+    if occurred_at_defaulted {
+        presealed.set_occurred_at_defaulted();
+    }
     if presealed.max_sealed_len() > limits.max_event_bytes {
         return Err(ValidationError::one(format!(
             "the canonical event would be {} bytes, over the limit of {}",

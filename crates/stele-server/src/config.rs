@@ -16,9 +16,28 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The log an event goes to when neither the event nor the request names one.
     pub default_tenant: String,
+    pub http: HttpConfig,
     pub ingest: IngestConfig,
     pub index: IndexConfig,
     pub log: LogConfig,
+}
+
+/// Connection limits and timeouts: what a slow or hostile client may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request's header must arrive within this long of its first byte (milliseconds);
+    /// otherwise the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this long (milliseconds); otherwise 408.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in progress is closed after this long (milliseconds).
+    pub idle_timeout_ms: u64,
+    /// Open connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// After SIGTERM, connections still open after this long (milliseconds) are dropped;
+    /// the queue is then committed and the final checkpoints signed.
+    pub shutdown_drain_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,9 +85,22 @@ impl Default for Config {
             database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             default_tenant: "default".to_string(),
+            http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 4_096,
+            shutdown_drain_ms: 20_000,
         }
     }
 }
@@ -149,6 +181,16 @@ impl Config {
         if i.queue_events > u32::MAX as usize {
             return Err(ConfigError::Invalid(
                 "ingest.queue_events is too large".into(),
+            ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0
+            || h.body_read_timeout_ms == 0
+            || h.idle_timeout_ms == 0
+            || h.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http timeouts and max_connections must be positive".into(),
             ));
         }
         let origin = &self.log.origin;

@@ -199,7 +199,9 @@ impl Bound {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish, commits everything queued, brings the index up to date and returns.
+    /// finish (dropping connections still open after `http.shutdown_drain_ms`), commits
+    /// everything queued, signs the final checkpoints, brings the index up to date and
+    /// returns.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -211,9 +213,7 @@ impl Bound {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, data = %state.config.data.display(), "stele listening");
         let app = http::router(state.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        http::connections::serve(listener, app, &state.config.http, shutdown).await;
         tracing::info!("draining the ingest queue");
         let writer_state = state.clone();
         tokio::task::spawn_blocking(move || {

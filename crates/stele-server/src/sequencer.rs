@@ -15,15 +15,18 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use stele_core::Timestamp;
-use stele_store::{Appended, LogWriter, NewEvent};
+use stele_store::{Appended, Conflict, LogWriter, NewEvent};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("the ingest queue is full ({queued} events waiting)")]
     Overloaded { queued: usize },
     #[error("the writer is stopped or the store failed")]
     Unavailable,
+    /// An event reuses a client-chosen id with other content; nothing was stored.
+    #[error("{0}")]
+    Conflict(Conflict),
 }
 
 enum Job {
@@ -190,39 +193,53 @@ fn commit(
     let started = Instant::now();
     let mut all = Vec::with_capacity(count);
     let mut waiting = Vec::with_capacity(batch.len());
+    let mut sizes = Vec::with_capacity(batch.len());
     for (events, reply, permit) in batch {
-        waiting.push((events.len(), reply, permit));
+        sizes.push(events.len());
+        waiting.push((reply, permit));
         all.extend(events);
     }
     let now =
         Timestamp::from_datetime(time::OffsetDateTime::now_utc()).expect("the clock is in range");
-    match writer.append(&all, now) {
-        Ok(appended) => {
+    match writer.append_requests(&all, &sizes, now) {
+        Ok(outcomes) => {
             healthy.store(true, Ordering::SeqCst);
             let elapsed = started.elapsed().as_secs_f64();
             metrics::histogram!("stele_commit_seconds").record(elapsed);
             metrics::histogram!("stele_commit_batch_events").record(count as f64);
-            let stored = appended.iter().filter(|a| !a.duplicate).count();
-            metrics::counter!("stele_events_ingested_total").increment(stored as u64);
-            metrics::counter!("stele_events_duplicate_total").increment((count - stored) as u64);
-            tracing::debug!(events = count, stored, seconds = elapsed, "batch committed");
-            let grown = all
-                .iter()
-                .zip(&appended)
-                .filter(|(_, a)| !a.duplicate)
-                .map(|(e, _)| e.tenant.clone())
-                .collect();
-            let mut rest = appended.into_iter();
-            for (n, reply, _permit) in waiting {
-                let _ = reply.send(Ok(rest.by_ref().take(n).collect()));
+            let mut grown = BTreeSet::new();
+            let (mut stored, mut duplicates, mut refused) = (0, 0, 0);
+            let mut events = all.iter();
+            for ((outcome, (reply, _permit)), n) in outcomes.into_iter().zip(waiting).zip(sizes) {
+                let mine = events.by_ref().take(n);
+                match &outcome {
+                    Ok(appended) => {
+                        for (event, a) in mine.zip(appended) {
+                            if a.duplicate {
+                                duplicates += 1;
+                            } else {
+                                stored += 1;
+                                if !grown.contains(&event.tenant) {
+                                    grown.insert(event.tenant.clone());
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => refused += 1,
+                }
+                let _ = reply.send(outcome.map_err(SubmitError::Conflict));
             }
+            metrics::counter!("stele_events_ingested_total").increment(stored);
+            metrics::counter!("stele_events_duplicate_total").increment(duplicates);
+            metrics::counter!("stele_requests_conflict_total").increment(refused);
+            tracing::debug!(events = count, stored, seconds = elapsed, "batch committed");
             grown
         }
         Err(e) => {
             healthy.store(false, Ordering::SeqCst);
             metrics::counter!("stele_commit_failures_total").increment(1);
             tracing::error!(error = %e, events = count, "batch commit failed; nothing acknowledged");
-            for (_, reply, _permit) in waiting {
+            for (reply, _permit) in waiting {
                 let _ = reply.send(Err(SubmitError::Unavailable));
             }
             BTreeSet::new()

@@ -51,6 +51,43 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// A request refused whole because one of its events reuses a client-chosen id with other
+/// content; nothing of the request is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {index} of the request: id {id} {earlier}")]
+pub struct Conflict {
+    /// The event's position in its request.
+    pub index: usize,
+    pub id: Uuid,
+    pub earlier: Earlier,
+}
+
+/// The event a conflicting one collides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// Stored (or stored by this same commit) at `seq`.
+    Stored { seq: u64 },
+    /// An earlier event of the same request, at this position.
+    InRequest { index: usize },
+}
+
+impl std::fmt::Display for Earlier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Earlier::Stored { seq } => write!(f, "is stored at seq {seq} with a different body"),
+            Earlier::InRequest { index } => {
+                write!(
+                    f,
+                    "is also the id of event {index} of the request, with a different body"
+                )
+            }
+        }
+    }
+}
+
+/// What became of one request of a batch: a receipt per event, or a conflict.
+pub type RequestOutcome = std::result::Result<Vec<Appended>, Conflict>;
+
 /// An event as stored: its position and canonical bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -93,6 +130,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    #[error("conflict: {0}")]
+    Conflict(Conflict),
     #[error(
         "the store was written by a newer version of Stele (schema {found}, this build knows {known})"
     )]
@@ -247,8 +286,26 @@ fn hashes_len_ok(tile: &Tile, width: i64) -> bool {
 /// Appends batches. The whole batch is one transaction, durable on disk when this returns.
 pub trait LogWriter: Send {
     /// Sequences and stores `batch` (any mix of logs) atomically. `now` is the server time;
-    /// `received_at` never decreases within a log. Answers one `Appended` per event, in order.
-    fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>>;
+    /// `received_at` never decreases within a log. `requests` are the sizes of the
+    /// consecutive requests the batch holds: a request that reuses a client-chosen id with
+    /// other content (stored, earlier in the batch, or in itself) is refused whole and the
+    /// others stored. Answers one outcome per request, with one `Appended` per event.
+    fn append_requests(
+        &mut self,
+        batch: &[NewEvent],
+        requests: &[usize],
+        now: Timestamp,
+    ) -> Result<Vec<RequestOutcome>>;
+
+    /// [`LogWriter::append_requests`] for a batch that is one request; a conflict is
+    /// [`StoreError::Conflict`] and stores nothing.
+    fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
+        let mut outcomes = self.append_requests(batch, &[batch.len()], now)?;
+        outcomes
+            .pop()
+            .unwrap_or(Ok(Vec::new()))
+            .map_err(StoreError::Conflict)
+    }
     /// The tree head of `tenant` after the last committed batch.
     fn tree_head(&self, tenant: &str) -> Option<TreeHead>;
     /// Stores signed checkpoints, atomically. Each must be for a committed tree size.

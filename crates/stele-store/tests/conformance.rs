@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use std::any::Any;
 use stele_core::{Event, IngestDefaults, Limits, Timestamp, prepare};
 use stele_store::{
-    Appended, LogHead, LogStore, NewEvent, StoredCheckpoint, StoredEvent, tile_reader,
+    Appended, Earlier, LogHead, LogStore, NewEvent, StoreError, StoredCheckpoint, StoredEvent,
+    tile_reader,
 };
 use stele_tlog::leaf_hash;
 use stele_tlog::merkle::{self, NodeHash};
@@ -472,14 +473,10 @@ pub mod suite {
         assert_eq!((original[1].seq, original[1].duplicate), (1, false));
         let before = store.read_range("acme", 0, 100).expect("read_range");
 
-        // The retry, later, with another event after it; and one whose body differs.
+        // The retry, later, with another event after it.
         let t2 = ts("2026-01-01T00:05:00Z");
-        let changed = prepared("acme", json!({"id": id, "action": "user.logout"}), true).1;
         let retry = writer
-            .append(
-                &[first.clone(), server_event("acme", "doc.write"), changed],
-                t2,
-            )
+            .append(&[first.clone(), server_event("acme", "doc.write")], t2)
             .expect("append");
         assert_eq!(
             retry[0],
@@ -493,18 +490,51 @@ pub mod suite {
             "a duplicate answers the original received_at"
         );
         assert_eq!((retry[1].seq, retry[1].duplicate), (2, false));
+
+        // The same id with another body: the whole request is refused, naming the seq; the
+        // other requests of the batch are stored.
+        let changed = prepared("acme", json!({"id": id, "action": "user.logout"}), true).1;
+        let err = writer
+            .append(&[server_event("acme", "doc.x"), changed.clone()], t2)
+            .expect_err("a conflicting resend is refused");
+        let StoreError::Conflict(conflict) = err else {
+            panic!("not a conflict: {err}");
+        };
         assert_eq!(
-            retry[2],
-            Appended {
-                duplicate: true,
-                ..original[1].clone()
-            }
+            (conflict.index, conflict.id, conflict.earlier),
+            (1, id, Earlier::Stored { seq: 1 })
+        );
+        let fresh = Uuid::now_v7();
+        let outcomes = writer
+            .append_requests(
+                &[
+                    server_event("acme", "doc.y"),
+                    changed,
+                    client_event("acme", fresh, "doc.z"),
+                    prepared("acme", json!({"id": fresh, "action": "doc.other"}), true).1,
+                    client_event("acme", fresh, "doc.z"),
+                ],
+                &[2, 1, 2],
+                t2,
+            )
+            .expect("append");
+        assert_eq!(
+            outcomes[0].as_ref().unwrap_err().earlier,
+            Earlier::Stored { seq: 1 }
+        );
+        let accepted = outcomes[1].as_ref().expect("the middle request is stored");
+        assert_eq!((accepted[0].seq, accepted[0].duplicate), (3, false));
+        let clash = outcomes[2].as_ref().unwrap_err();
+        assert_eq!(
+            (clash.index, clash.earlier),
+            (0, Earlier::Stored { seq: 3 }),
+            "a clash with an earlier request of the same batch names the seq it got"
         );
 
-        assert_eq!(size_of(&*store, "acme"), 3);
+        assert_eq!(size_of(&*store, "acme"), 4);
         let after = store.read_range("acme", 0, 100).expect("read_range");
         assert_eq!(after[..2], before[..], "the original events are unchanged");
-        assert_eq!(seqs(&after), vec![0, 1, 2]);
+        assert_eq!(seqs(&after), vec![0, 1, 2, 3]);
 
         // The same id in another log is another event.
         let other = writer
@@ -512,7 +542,7 @@ pub mod suite {
             .expect("append");
         assert_eq!((other[0].seq, other[0].duplicate), (0, false));
         assert_eq!(size_of(&*store, "globex"), 1);
-        assert_eq!(size_of(&*store, "acme"), 3);
+        assert_eq!(size_of(&*store, "acme"), 4);
     }
 
     pub fn client_id_is_idempotent_after_reopening(backend: Backend) {

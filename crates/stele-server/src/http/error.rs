@@ -101,6 +101,17 @@ impl From<SubmitError> for ApiError {
                 format!("{queued} events are already waiting to be stored; retry after a moment"),
             ),
             SubmitError::Unavailable => ApiError::unavailable(e),
+            SubmitError::Conflict(c) => ApiError {
+                code: ErrorCode::IdConflict,
+                detail: format!(
+                    "{c}; nothing was stored (re-send the same body to get its receipt)"
+                ),
+                errors: vec![EventError {
+                    index: c.index,
+                    line: None,
+                    reasons: vec![format!("id {} {}", c.id, c.earlier)],
+                }],
+            },
         }
     }
 }

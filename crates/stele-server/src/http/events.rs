@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Duration;
-use stele_api::ErrorCode;
-use stele_core::cursor::{Cursor, SortOrder};
+use stele_api::{ErrorCode, MinSeqWait};
+use stele_core::cursor::{Cursor, SortOrder, listing_digest};
 use stele_core::{ActorType, Category, Level, Outcome, Timestamp};
 use stele_index::{ActionFilter, EventQuery, SearchPage};
 use stele_store::StoredEvent;
@@ -51,7 +51,8 @@ const LIST_PARAMS: &[&str] = &[
     "min_seq",
 ];
 
-fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
+/// The query a listing asks for, and its digest for cursors.
+fn list_query(p: &ParamReader, tenant: String) -> Result<(EventQuery, u64), ApiError> {
     let mut q = EventQuery::all(&tenant, DEFAULT_LIMIT);
     q.from = p.parsed("from", Timestamp::parse)?;
     q.to = p.parsed("to", Timestamp::parse)?;
@@ -99,18 +100,23 @@ fn list_query(p: &ParamReader, tenant: String) -> Result<EventQuery, ApiError> {
             "`received_from` is after `received_to`",
         ));
     }
+    let listing = listing_digest(
+        &q.tenant,
+        q.order,
+        &p.given_except(&["tenant", "order", "limit", "cursor", "min_seq"]),
+    );
     if let Some(text) = p.text("cursor")? {
         let cursor = Cursor::decode(&text)
             .map_err(|e| ApiError::new(ErrorCode::InvalidCursor, e.to_string()))?;
-        if cursor.order != q.order {
+        if cursor.listing != listing || cursor.order != q.order {
             return Err(ApiError::new(
                 ErrorCode::InvalidCursor,
-                "the cursor belongs to a listing in the other order",
+                "the cursor belongs to another listing (another log, other filters or the other order); page with the parameters that gave it",
             ));
         }
         q.after = Some(cursor.after);
     }
-    Ok(q)
+    Ok((q, listing))
 }
 
 fn parse_action(v: &str) -> Result<ActionFilter, String> {
@@ -129,24 +135,43 @@ fn parse_action(v: &str) -> Result<ActionFilter, String> {
     }
 }
 
-/// Waits until the index has `tenant` through `min_seq`, or the wait limit passes.
-pub(super) async fn wait_for_index(state: &AppState, tenant: &str, min_seq: u64) {
+/// Waits until the index has `tenant` through `min_seq`, or the wait limit passes; answers
+/// at once if the log has no event at `min_seq` yet.
+pub(super) async fn wait_for_index(
+    state: &Arc<AppState>,
+    tenant: &str,
+    min_seq: u64,
+) -> Result<MinSeqWait, ApiError> {
+    let reached = || {
+        state
+            .index
+            .indexed_through(tenant)
+            .is_some_and(|s| s >= min_seq)
+    };
+    if reached() {
+        return Ok(MinSeqWait::Reached);
+    }
+    let reading = state.clone();
+    let log = tenant.to_string();
+    let assigned =
+        blocking(move || Ok(!reading.store.read_range(&log, min_seq, 1)?.is_empty())).await?;
+    if !assigned {
+        return Ok(MinSeqWait::NotAssigned);
+    }
     let mut progress = state.index_progress.subscribe();
-    let _ = tokio::time::timeout(MAX_INDEX_WAIT, async {
-        loop {
-            if state
-                .index
-                .indexed_through(tenant)
-                .is_some_and(|s| s >= min_seq)
-            {
-                return;
-            }
+    let waited = tokio::time::timeout(MAX_INDEX_WAIT, async {
+        while !reached() {
             if progress.changed().await.is_err() {
-                return;
+                return reached();
             }
         }
+        true
     })
     .await;
+    Ok(match waited {
+        Ok(true) => MinSeqWait::Reached,
+        Ok(false) | Err(_) => MinSeqWait::TimedOut,
+    })
 }
 
 /// Runs the search and reads the bodies, on a blocking thread.
@@ -187,7 +212,10 @@ fn push_events(out: &mut Vec<u8>, events: &[StoredEvent]) {
 /// List and filter events
 ///
 /// Filters run on the search index; `indexed_through` says how far it has caught up, and
-/// `min_seq` waits (up to 5 s) until it reaches that `seq` for read-your-writes.
+/// `min_seq` waits (up to 5 s) until it reaches that `seq` for read-your-writes;
+/// `min_seq_wait` then says whether it did, timed out, or found no such `seq` yet (which
+/// answers at once). A cursor is valid only for the listing (log, filters, order) that
+/// gave it.
 #[utoipa::path(
     get, path = "/v1/events", tag = "events", operation_id = "list_events",
     params(
@@ -209,7 +237,7 @@ fn push_events(out: &mut Vec<u8>, events: &[StoredEvent]) {
         ("order" = Option<String>, Query, description = "asc (default) or desc, by seq"),
         ("limit" = Option<usize>, Query, description = "1..=1000, default 100"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("min_seq" = Option<u64>, Query, description = "Wait until the index reaches this seq"),
+        ("min_seq" = Option<u64>, Query, description = "Wait (up to 5 s) until the index reaches this seq; see `min_seq_wait`"),
     ),
     responses(
         (status = 200, body = stele_api::EventPage),
@@ -225,17 +253,23 @@ pub async fn list(
     let p = ParamReader::new(raw, LIST_PARAMS)?;
     let tenant = p.tenant(&state)?;
     let min_seq = p.min_seq()?;
-    let q = list_query(&p, tenant.clone())?;
-    if let Some(min_seq) = min_seq {
-        wait_for_index(&state, &tenant, min_seq).await;
-    }
+    let (q, listing) = list_query(&p, tenant.clone())?;
+    let waited = match min_seq {
+        Some(min_seq) => Some(wait_for_index(&state, &tenant, min_seq).await?),
+        None => None,
+    };
     let (order, limit) = (q.order, q.limit);
     let (page, events) = search_and_read(&state, q).await?;
     let next_cursor = (page.has_more && page.seqs.len() == limit)
         .then(|| {
-            page.seqs
-                .last()
-                .map(|&after| Cursor { order, after }.encode())
+            page.seqs.last().map(|&after| {
+                Cursor {
+                    order,
+                    after,
+                    listing,
+                }
+                .encode()
+            })
         })
         .flatten();
 
@@ -246,6 +280,10 @@ pub async fn list(
     serde_json::to_writer(&mut out, &next_cursor).expect("writes to a Vec");
     out.extend_from_slice(b",\"indexed_through\":");
     serde_json::to_writer(&mut out, &page.indexed_through).expect("writes to a Vec");
+    if let Some(waited) = waited {
+        out.extend_from_slice(b",\"min_seq_wait\":");
+        serde_json::to_writer(&mut out, &waited).expect("writes to a Vec");
+    }
     out.push(b'}');
     Ok(json_response(out))
 }

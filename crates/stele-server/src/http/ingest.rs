@@ -4,12 +4,13 @@
 use super::AppState;
 use super::error::ApiError;
 use super::params::{ParamReader, Params};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::time::Duration;
 use stele_api::{ErrorCode, EventError, IngestResponse, Receipt};
 use stele_core::validate::{IngestDefaults, prepare_json};
 use stele_core::{Limits, Timestamp};
@@ -19,9 +20,12 @@ use uuid::Uuid;
 /// Bodies up to this size are parsed on the async worker that received them.
 const INLINE_PARSE_BYTES: usize = 16 * 1024;
 
+#[derive(Clone, Copy)]
 enum Format {
     Json,
     Ndjson,
+    /// RFC 7464 JSON text sequences: each record starts with RS (0x1E).
+    JsonSeq,
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
@@ -38,33 +42,106 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
         .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" | "" => Ok(Format::Json),
-        "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Ok(Format::Ndjson),
+        "application/x-ndjson" | "application/jsonl" => Ok(Format::Ndjson),
+        "application/json-seq" => Ok(Format::JsonSeq),
         other => Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             format!(
-                "content type `{other}` is not accepted; send application/json or application/x-ndjson"
+                "content type `{other}` is not accepted; send application/json, application/x-ndjson or application/json-seq"
             ),
         )),
     }
 }
 
+/// How the body is compressed (`Content-Encoding`).
+#[derive(Clone, Copy)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Ok(Encoding::Identity);
+    };
+    let name = value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match name.as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "zstd" => Ok(Encoding::Zstd),
+        _ => Err(ApiError::new(
+            ErrorCode::UnsupportedEncoding,
+            format!(
+                "content encoding `{}` is not accepted; send gzip, zstd or an uncompressed body",
+                name.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// Decompresses the body, refusing more than `max` bytes of output.
+fn decode(bytes: Bytes, encoding: Encoding, max: usize) -> Result<Bytes, ApiError> {
+    use std::io::Read;
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity => return Ok(bytes),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&bytes[..])),
+        Encoding::Zstd => Box::new(ruzstd::decoding::StreamingDecoder::new(&bytes[..]).map_err(
+            |e| {
+                ApiError::new(
+                    ErrorCode::InvalidEncoding,
+                    format!("not a zstd stream: {e}"),
+                )
+            },
+        )?),
+    };
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(max));
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidEncoding,
+                format!("the body could not be decompressed: {e}"),
+            )
+        })?;
+    if out.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the decompressed request body exceeds {max} bytes"),
+        ));
+    }
+    Ok(out.into())
+}
+
 /// Ingest events
 ///
-/// Accepts one event object, a JSON array of events, or NDJSON (one event per line). All or
-/// nothing: if any event is invalid nothing is stored and every bad event is listed.
+/// Accepts one event object, a JSON array of events, NDJSON (one event per line) or a JSON
+/// text sequence (RFC 7464), optionally compressed with gzip or zstd (`Content-Encoding`).
+/// All or nothing: if any event is invalid nothing is stored and every bad event is listed.
+/// Re-sending a stored event (same id, same content) is answered with its receipt and
+/// `duplicate: true`; the same id with other content is a conflict.
 #[utoipa::path(
     post, path = "/v1/events", tag = "events", operation_id = "ingest_events",
     params(("tenant" = Option<String>, Query, description = "The log for events that do not name one")),
-    request_body(description = "An event or an array of events as JSON, or NDJSON (one event per line)",
+    request_body(description = "An event or an array of events as JSON, NDJSON (one event per line), or a JSON text sequence",
         content(
             (stele_api::IngestBody = "application/json"),
             (String = "application/x-ndjson"),
+            (String = "application/json-seq"),
         )),
     responses(
         (status = 201, description = "Stored durably", body = IngestResponse),
-        (status = 400, description = "The body is not JSON, holds no events, or `tenant` is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Too large or too many events", body = stele_api::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Neither JSON nor NDJSON", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON or not valid in its encoding, holds no events, or `tenant` is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An event's id is stored with a different body; nothing stored", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Too large (also once decompressed) or too many events", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A content type or content encoding that is not accepted", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid events; nothing stored", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or store unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
@@ -77,6 +154,7 @@ pub async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     let format = format_of(&headers)?;
+    let encoding = encoding_of(&headers)?;
     let limits = &state.config.ingest;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -85,24 +163,45 @@ pub async fn ingest(
     {
         return Err(too_large(limits.max_body_bytes));
     }
-    let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
+    let deadline = Duration::from_millis(state.config.http.body_read_timeout_ms);
+    let bytes = tokio::time::timeout(deadline, axum::body::to_bytes(body, limits.max_body_bytes))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    deadline.as_millis()
+                ),
+            )
+        })?
         .map_err(|_| too_large(limits.max_body_bytes))?;
     let tenant = ParamReader::new(raw, &["tenant"])?.tenant(&state)?;
     let max_events = limits.max_events_per_request;
+    let max_body = limits.max_body_bytes;
 
-    // Parsing and validating thousands of events is CPU work: keep it off the async workers.
-    // A small body (a few events, microseconds of work) is cheaper to parse right here than
-    // to hand to another thread and back.
-    let events = if bytes.len() <= INLINE_PARSE_BYTES {
-        parse_and_prepare(&bytes, format, &tenant, max_events)?
+    // Decompressing, parsing and validating thousands of events is CPU work: keep it off
+    // the async workers. A small plain body (a few events, microseconds of work) is cheaper
+    // to parse right here than to hand to another thread and back.
+    let inline = matches!(encoding, Encoding::Identity) && bytes.len() <= INLINE_PARSE_BYTES;
+    let work = move || {
+        let bytes = decode(bytes, encoding, max_body)?;
+        parse_and_prepare(&bytes, format, &tenant, max_events)
+    };
+    let (events, lines) = if inline {
+        work()?
     } else {
-        tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, format, &tenant, max_events))
-            .await??
+        tokio::task::spawn_blocking(work).await??
     };
 
     let keys: Vec<(Uuid, String)> = events.iter().map(|e| (e.id, e.tenant.clone())).collect();
-    let appended = state.sequencer.submit(events).await?;
+    let appended = state.sequencer.submit(events).await.map_err(|e| {
+        let mut e = ApiError::from(e);
+        for error in &mut e.errors {
+            error.line = lines.get(error.index).copied().flatten();
+        }
+        e
+    })?;
     // A batch mostly shares one server time: format it once.
     let mut time: Option<(Timestamp, String)> = None;
     let receipts = keys
@@ -133,16 +232,25 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
-/// Splits the body into the JSON text of each event (`None` for an NDJSON line that is not
-/// JSON, already listed in the errors), without building any JSON tree.
+/// One event's JSON text as the body holds it: `None` when it is not JSON (the error is
+/// already listed), and the line it starts on for line-oriented formats.
+struct Piece<'a> {
+    text: Option<&'a str>,
+    line: Option<usize>,
+}
+
+/// Splits the body into the JSON text of each event, without building any JSON tree.
 fn split_events<'a>(
     bytes: &'a [u8],
     format: Format,
     errors: &mut Vec<EventError>,
-) -> Result<Vec<Option<&'a str>>, ApiError> {
+) -> Result<Vec<Piece<'a>>, ApiError> {
     let invalid = |detail: String| ApiError::new(ErrorCode::InvalidJson, detail);
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("the body is not UTF-8".into()))?;
-    match format {
+    // One leading byte order mark is tolerated (RFC 8259 allows a parser to ignore it).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Line-oriented formats: each record with the 1-based line it starts on.
+    let records: Vec<(usize, &str)> = match format {
         Format::Json => {
             let parsed = if text.trim_start().starts_with('[') {
                 serde_json::from_str::<Vec<&RawValue>>(text)
@@ -155,25 +263,62 @@ fn split_events<'a>(
                     "the body must be an event object or an array of events".into(),
                 ));
             }
-            Ok(raws.into_iter().map(|raw| Some(raw.get())).collect())
+            return Ok(raws
+                .into_iter()
+                .map(|raw| Piece {
+                    text: Some(raw.get()),
+                    line: None,
+                })
+                .collect());
         }
-        Format::Ndjson => {
-            let mut events = Vec::new();
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<&RawValue>(line) {
-                    Ok(raw) => events.push(Some(raw.get())),
-                    Err(e) => {
-                        errors.push(EventError {
-                            index: events.len(),
-                            reasons: vec![format!("not valid JSON: {e}")],
-                        });
-                        events.push(None);
-                    }
-                }
+        Format::Ndjson => text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect(),
+        Format::JsonSeq => json_seq_records(text).map_err(invalid)?,
+    };
+    let mut events = Vec::new();
+    for (line, record) in records {
+        if record.trim().is_empty() {
+            continue;
+        }
+        let text = match serde_json::from_str::<&RawValue>(record) {
+            Ok(raw) => Some(raw.get()),
+            Err(e) => {
+                errors.push(EventError {
+                    index: events.len(),
+                    line: Some(line),
+                    reasons: vec![format!("not valid JSON: {e}")],
+                });
+                None
             }
-            Ok(events)
-        }
+        };
+        events.push(Piece {
+            text,
+            line: Some(line),
+        });
     }
+    Ok(events)
+}
+
+/// The records of an RFC 7464 JSON text sequence, each with the line it starts on. Every
+/// record starts with RS (0x1E); text before the first RS is an error.
+fn json_seq_records(text: &str) -> Result<Vec<(usize, &str)>, String> {
+    let mut parts = text.split('\u{1e}');
+    let before = parts.next().unwrap_or_default();
+    if !before.trim().is_empty() {
+        return Err(
+            "a JSON text sequence (application/json-seq) must start each record with RS (0x1E)"
+                .into(),
+        );
+    }
+    let mut line = 1 + before.matches('\n').count();
+    Ok(parts
+        .map(|record| {
+            let at = line;
+            line += record.matches('\n').count();
+            // A record's own leading newlines (none in RFC 7464's writers) move its start.
+            let leading = record.len() - record.trim_start_matches(['\n', '\r', ' ', '\t']).len();
+            (at + record[..leading].matches('\n').count(), record)
+        })
+        .collect())
 }
 
 fn parse_and_prepare(
@@ -181,7 +326,7 @@ fn parse_and_prepare(
     format: Format,
     tenant: &str,
     max_events: usize,
-) -> Result<Vec<NewEvent>, ApiError> {
+) -> Result<(Vec<NewEvent>, Vec<Option<usize>>), ApiError> {
     let mut errors = Vec::new();
     let values = split_events(bytes, format, &mut errors)?;
     if values.is_empty() {
@@ -207,16 +352,20 @@ fn parse_and_prepare(
     };
     let limits = Limits::default();
     let mut events = Vec::with_capacity(values.len());
-    for (index, text) in values.into_iter().enumerate() {
-        let Some(text) = text else { continue };
+    let lines = values.iter().map(|p| p.line).collect();
+    for (index, piece) in values.into_iter().enumerate() {
+        let Some(text) = piece.text else { continue };
         match prepare_json(text, &defaults, &limits, Uuid::now_v7) {
             Ok(prepared) => events.push(NewEvent::from(prepared)),
             Err(e) => errors.push(EventError {
                 index,
+                line: piece.line,
                 reasons: e.reasons,
             }),
         }
     }
+    // Listed in the order of the body, whichever check found them.
+    errors.sort_by_key(|e| e.index);
     if !errors.is_empty() {
         let n = errors.len();
         return Err(ApiError {
@@ -228,5 +377,5 @@ fn parse_and_prepare(
             errors,
         });
     }
-    Ok(events)
+    Ok((events, lines))
 }

@@ -3,6 +3,7 @@
 //! types at this edge and call into the store, the index and the sequencer.
 
 mod checkpoints;
+pub mod connections;
 pub mod error;
 mod events;
 mod health;

@@ -60,6 +60,15 @@ impl ParamReader {
             .transpose()
     }
 
+    /// Every parameter given except `skip`, as (name, value).
+    pub(super) fn given_except(&self, skip: &[&str]) -> Vec<(&str, &str)> {
+        self.params
+            .iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     /// `tenant`, else the server's default tenant; a valid log name either way.
     pub(super) fn tenant(&self, state: &AppState) -> Result<String, ApiError> {
         let tenant = self

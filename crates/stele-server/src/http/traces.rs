@@ -43,9 +43,10 @@ pub async fn trace(
             "the correlation id must be 1-4096 bytes",
         ));
     }
-    if let Some(min_seq) = p.min_seq()? {
-        wait_for_index(&state, &tenant, min_seq).await;
-    }
+    let waited = match p.min_seq()? {
+        Some(min_seq) => Some(wait_for_index(&state, &tenant, min_seq).await?),
+        None => None,
+    };
     let mut q = EventQuery::all(&tenant, MAX_TRACE_EVENTS);
     q.correlation_id = Some(correlation_id.clone());
     let (page, stored) = search_and_read(&state, q).await?;
@@ -63,13 +64,14 @@ pub async fn trace(
             .map_err(|e| {
                 ApiError::corrupt(format!("log {tenant}: unreadable stored event: {e}"))
             })?;
-        let trace = build_trace(
+        let mut trace = build_trace(
             correlation_id,
             tenant,
             events,
             page.has_more,
             page.indexed_through,
         );
+        trace.min_seq_wait = waited;
         serde_json::to_vec(&trace).map_err(ApiError::internal)
     })
     .await?;
@@ -162,5 +164,6 @@ fn build_trace(
         truncated,
         indexed_through,
         events,
+        min_seq_wait: None,
     }
 }

@@ -9,8 +9,9 @@
 
 use super::migrate::{MONTHS_AHEAD, create_partition, month_of};
 use super::{close_elsewhere, connect, read_tile};
+use crate::batch::Found;
 use crate::batch::{self, LogState, Row};
-use crate::{Appended, LogWriter, NewEvent, Result, StoreError, StoredCheckpoint, TreeHead};
+use crate::{LogWriter, NewEvent, RequestOutcome, Result, StoreError, StoredCheckpoint, TreeHead};
 use postgres::{Client, Statement, Transaction};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -101,18 +102,23 @@ impl PgWriter {
         Ok(())
     }
 
-    fn append_batch(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
+    fn append_batch(
+        &mut self,
+        batch: &[NewEvent],
+        requests: &[usize],
+        now: Timestamp,
+    ) -> Result<Vec<RequestOutcome>> {
         self.ensure_partitions(now)?;
         let tenants: BTreeSet<&str> = batch.iter().map(|e| e.tenant.as_str()).collect();
         if tenants.iter().all(|t| self.logs.contains_key(*t)) {
-            match self.append_optimistically(batch, now, &tenants) {
+            match self.append_optimistically(batch, requests, now, &tenants) {
                 Err(e) if is_contended(&e) => {
                     tracing::debug!(error = %e, "another node appended; appending under the log locks");
                 }
                 done => return done,
             }
         }
-        self.append_locked(batch, now, &tenants)
+        self.append_locked(batch, requests, now, &tenants)
     }
 
     /// Sequences against the cached log states and appends in one statement, which fails
@@ -120,9 +126,10 @@ impl PgWriter {
     fn append_optimistically(
         &mut self,
         batch: &[NewEvent],
+        requests: &[usize],
         now: Timestamp,
         tenants: &BTreeSet<&str>,
-    ) -> Result<Vec<Appended>> {
+    ) -> Result<Vec<RequestOutcome>> {
         let PgWriter {
             client,
             logs,
@@ -136,7 +143,7 @@ impl PgWriter {
             statements,
             partitions,
         };
-        let (appended, grown) = target.append(client, batch, now, tenants, states)?;
+        let (appended, grown) = target.append(client, (batch, requests), now, tenants, states)?;
         for (tenant, state) in grown {
             logs.insert(tenant.to_string(), state);
         }
@@ -149,9 +156,10 @@ impl PgWriter {
     fn append_locked(
         &mut self,
         batch: &[NewEvent],
+        requests: &[usize],
         now: Timestamp,
         tenants: &BTreeSet<&str>,
-    ) -> Result<Vec<Appended>> {
+    ) -> Result<Vec<RequestOutcome>> {
         let PgWriter {
             client,
             logs,
@@ -170,7 +178,7 @@ impl PgWriter {
             statements,
             partitions,
         };
-        let (appended, grown) = target.append(&mut tx, batch, now, tenants, locked)?;
+        let (appended, grown) = target.append(&mut tx, (batch, requests), now, tenants, locked)?;
         tx.commit()?;
         for (tenant, state) in grown {
             logs.insert(tenant.to_string(), state);
@@ -192,11 +200,11 @@ impl Target<'_> {
     fn append<'b>(
         self,
         client: &mut impl postgres::GenericClient,
-        batch: &'b [NewEvent],
+        (batch, requests): (&'b [NewEvent], &[usize]),
         now: Timestamp,
         tenants: &BTreeSet<&str>,
         mut states: HashMap<&'b str, LogState>,
-    ) -> Result<(Vec<Appended>, HashMap<&'b str, LogState>)> {
+    ) -> Result<(Vec<RequestOutcome>, HashMap<&'b str, LogState>)> {
         let known = stored_ids(client, batch, tenants, &states)?;
         let expected: Vec<(i64, u64)> = tenants
             .iter()
@@ -204,6 +212,7 @@ impl Target<'_> {
             .collect();
         let mut sequenced = batch::sequence(
             batch,
+            requests,
             now,
             |tenant| Ok(states.remove(tenant).expect("every tenant has a state")),
             |_, state, id| Ok(known.get(&(state.log_id, id)).cloned()),
@@ -213,7 +222,7 @@ impl Target<'_> {
         let statement = prepared(client, self.statements, APPEND)?;
         client.execute(&statement, &call.params())?;
         drop(call);
-        Ok((sequenced.appended, sequenced.logs))
+        Ok((sequenced.outcomes, sequenced.logs))
     }
 }
 
@@ -268,7 +277,7 @@ fn stored_ids(
     batch: &[NewEvent],
     tenants: &BTreeSet<&str>,
     states: &HashMap<&str, LogState>,
-) -> Result<HashMap<(i64, Uuid), Appended>> {
+) -> Result<HashMap<(i64, Uuid), Found>> {
     let mut known = HashMap::new();
     for &tenant in tenants {
         let log_id = states[tenant].log_id;
@@ -287,10 +296,9 @@ fn stored_ids(
             &[&log_id, &ids],
         )?;
         for r in rows {
-            let body: Vec<u8> = r.get(3);
             known.insert(
                 (log_id, r.get(0)),
-                batch::retried(tenant, r.get(1), r.get(2), &body)?,
+                batch::found(tenant, r.get(1), r.get(2), r.get(3))?,
             );
         }
     }
@@ -463,10 +471,15 @@ fn resume(
 }
 
 impl LogWriter for PgWriter {
-    fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
+    fn append_requests(
+        &mut self,
+        batch: &[NewEvent],
+        requests: &[usize],
+        now: Timestamp,
+    ) -> Result<Vec<RequestOutcome>> {
         self.run(|w| {
             w.client()?;
-            w.append_batch(batch, now)
+            w.append_batch(batch, requests, now)
         })
     }
 

@@ -4,7 +4,7 @@
 
 use super::{configure, read_tile};
 use crate::batch::{self, LogState};
-use crate::{Appended, LogWriter, NewEvent, Result, StoreError, StoredCheckpoint, TreeHead};
+use crate::{LogWriter, NewEvent, RequestOutcome, Result, StoreError, StoredCheckpoint, TreeHead};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
@@ -144,7 +144,12 @@ impl Drop for SqliteWriter {
 }
 
 impl LogWriter for SqliteWriter {
-    fn append(&mut self, batch: &[NewEvent], now: Timestamp) -> Result<Vec<Appended>> {
+    fn append_requests(
+        &mut self,
+        batch: &[NewEvent],
+        requests: &[usize],
+        now: Timestamp,
+    ) -> Result<Vec<RequestOutcome>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -152,6 +157,7 @@ impl LogWriter for SqliteWriter {
         let cached = &self.logs;
         let mut sequenced = batch::sequence(
             batch,
+            requests,
             now,
             |tenant| match cached.get(tenant) {
                 Some(state) => Ok(state.clone()),
@@ -174,7 +180,7 @@ impl LogWriter for SqliteWriter {
                     })
                     .optional()?;
                 found
-                    .map(|(seq, hash, body)| batch::retried(tenant, seq, hash, &body))
+                    .map(|(seq, hash, body)| batch::found(tenant, seq, hash, body))
                     .transpose()
             },
         )?;
@@ -197,7 +203,7 @@ impl LogWriter for SqliteWriter {
         for (tenant, state) in sequenced.logs {
             self.logs.insert(tenant.to_string(), state);
         }
-        Ok(sequenced.appended)
+        Ok(sequenced.outcomes)
     }
 
     fn tree_head(&self, tenant: &str) -> Option<TreeHead> {
