@@ -44,6 +44,7 @@ error_codes! {
     UnsupportedMediaType => ("unsupported_media_type", 415, "The content type is not supported"),
     UnsupportedEncoding => ("unsupported_encoding", 415, "The content encoding is not supported"),
     InvalidEncoding => ("invalid_encoding", 400, "The body is not valid in its content encoding"),
+    TenantLimit => ("tenant_limit", 403, "The server's limit on the number of logs is reached"),
     IdConflict => ("id_conflict", 409, "An event with this id is already stored with a different body"),
     RequestTimeout => ("request_timeout", 408, "The request body was not received in time"),
     NotFound => ("not_found", 404, "Not found"),

@@ -20,7 +20,11 @@ pub struct LogInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogList {
+    /// In name order.
     pub logs: Vec<LogInfo>,
+    /// Pass as `cursor` to read the next page; null on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One stored checkpoint.

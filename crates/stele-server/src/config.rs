@@ -66,6 +66,8 @@ pub struct IngestConfig {
     pub queue_events: usize,
     /// Most events the writer commits in one transaction.
     pub max_batch_events: usize,
+    /// Most logs (tenants) the server holds; an event for a new log beyond it is refused.
+    pub max_tenants: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +125,7 @@ impl Default for IngestConfig {
             max_events_per_request: 10_000,
             queue_events: 200_000,
             max_batch_events: 20_000,
+            max_tenants: 100_000,
         }
     }
 }
@@ -168,7 +171,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         stele_core::validate_tenant(&self.default_tenant).map_err(ConfigError::Invalid)?;
         let i = &self.ingest;
-        if i.max_events_per_request == 0 || i.max_batch_events == 0 || i.queue_events == 0 {
+        if i.max_events_per_request == 0
+            || i.max_batch_events == 0
+            || i.queue_events == 0
+            || i.max_tenants == 0
+        {
             return Err(ConfigError::Invalid(
                 "ingest limits must be positive".into(),
             ));

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod sequencer;
+pub mod tenants;
 pub mod workers;
 
 pub use config::Config;
@@ -79,10 +80,13 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     // Store calls block (and PostgreSQL's client may not run on an async thread).
     let reading = store.clone();
     let verifier = key.verifier();
-    let (published, dirty, writer) = tokio::task::spawn_blocking(move || {
+    let max_tenants = config.ingest.max_tenants;
+    let (published, dirty, tenants, writer) = tokio::task::spawn_blocking(move || {
         keys::check_belongs_to_log(reading.as_ref(), &verifier)?;
         let (published, dirty) = load_checkpoints(reading.as_ref())?;
-        anyhow::Ok((published, dirty, reading.writer()?))
+        let logs = reading.heads()?.into_iter().map(|h| h.tenant);
+        let tenants = tenants::TenantGate::new(logs, max_tenants);
+        anyhow::Ok((published, dirty, tenants, reading.writer()?))
     })
     .await??;
     if generated {
@@ -138,6 +142,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         index,
         sequencer,
         checkpoints: published,
+        tenants,
         index_progress,
         metrics: metrics_handle()?,
     });

@@ -169,6 +169,9 @@ pub trait LogStore: Send + Sync + 'static {
     fn writer(&self) -> Result<Box<dyn LogWriter>>;
     /// Every log and its size.
     fn heads(&self) -> Result<Vec<LogHead>>;
+    /// Up to `limit` logs whose names sort after `after` (`""` for the first), in name
+    /// order.
+    fn heads_after(&self, after: &str, limit: usize) -> Result<Vec<LogHead>>;
     /// Events of `tenant` with `seq >= from`, in `seq` order, at most `limit`.
     fn read_range(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>>;
     /// The events of `tenant` at the given positions, in the order asked; missing ones skipped.

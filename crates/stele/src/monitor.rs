@@ -97,13 +97,21 @@ impl Monitor {
         if let Some(t) = only {
             return Ok(vec![t.to_string()]);
         }
-        let list: stele_api::LogList = self
-            .get("/v1/logs")
-            .await?
-            .context("the server has no /v1/logs")?
-            .json()
-            .await?;
-        Ok(list.logs.into_iter().map(|l| l.tenant).collect())
+        let mut tenants = Vec::new();
+        let mut path = "/v1/logs?limit=1000".to_string();
+        loop {
+            let page: stele_api::LogList = self
+                .get(&path)
+                .await?
+                .context("the server has no /v1/logs")?
+                .json()
+                .await?;
+            tenants.extend(page.logs.into_iter().map(|l| l.tenant));
+            match page.next_cursor {
+                Some(cursor) => path = format!("/v1/logs?limit=1000&cursor={cursor}"),
+                None => return Ok(tenants),
+            }
+        }
     }
 
     /// Checks one log; on success returns its checkpoint to remember.

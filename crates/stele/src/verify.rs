@@ -111,36 +111,55 @@ fn verify_log(
     let mut tiles = TileCheck::new(store, tenant);
     roots.at(&tree, problems);
 
-    // Three stages overlap: one thread reads batches from the store, the next hashes and
-    // parses each batch's events in parallel, and this one builds the tree in order.
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
-        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(2);
-        scope.spawn(move || read_stage(store, tenant, read_tx));
-        scope.spawn(move || hash_stage(tenant, read_rx, checked_tx));
-        // The seq the next stored event should have; a gap is reported once, not at every
-        // later event.
-        let mut expected_seq: u64 = 0;
-        for batch in checked_rx {
-            let (events, checked) = batch?;
-            if events.is_empty() {
-                break;
-            }
-            for (stored, (leaf, position)) in events.iter().zip(checked) {
-                check_position(tenant, stored, expected_seq, position, problems);
-                check_leaf(tenant, stored, leaf, problems);
-                expected_seq = stored.seq + 1;
-                tree.push(leaf.into());
-                roots.at(&tree, problems);
-            }
-            for tile in tree.take_writes() {
-                tiles.expect(tile, problems)?;
-            }
-            summary.events += events.len() as u64;
-            bar.inc(events.len() as u64);
+    let mut expected_seq: u64 = 0;
+    let mut take = |events: Vec<StoredEvent>, checked: Vec<Checked>, problems: &mut Problems| {
+        for (stored, (leaf, position)) in events.iter().zip(checked) {
+            check_position(tenant, stored, expected_seq, position, problems);
+            check_leaf(tenant, stored, leaf, problems);
+            // The seq the next stored event should have; a gap is reported once, not at
+            // every later event.
+            expected_seq = stored.seq + 1;
+            tree.push(leaf.into());
+            roots.at(&tree, problems);
         }
-        Ok(())
-    })?;
+        for tile in tree.take_writes() {
+            tiles.expect(tile, problems)?;
+        }
+        summary.events += events.len() as u64;
+        bar.inc(events.len() as u64);
+        anyhow::Ok(())
+    };
+    if recorded_size < READ_BATCH as u64 {
+        // A small log (the common case when there are many): read and checked on this
+        // thread, in as many batches as the store holds.
+        let mut next = 0;
+        loop {
+            let events = store
+                .read_range(tenant, next, READ_BATCH)
+                .with_context(|| format!("reading log {tenant}"))?;
+            let Some(last) = events.last() else { break };
+            next = last.seq + 1;
+            let checked = events.iter().map(|e| check_bytes(tenant, e)).collect();
+            take(events, checked, problems)?;
+        }
+    } else {
+        // Three stages overlap: one thread reads batches from the store, the next hashes
+        // and parses each batch's events in parallel, and this one builds the tree in order.
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
+            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || read_stage(store, tenant, read_tx));
+            scope.spawn(move || hash_stage(tenant, read_rx, checked_tx));
+            for batch in checked_rx {
+                let (events, checked) = batch?;
+                if events.is_empty() {
+                    break;
+                }
+                take(events, checked, problems)?;
+            }
+            Ok(())
+        })?;
+    }
     let size = tree.size();
     if size != recorded_size {
         problems.add(
@@ -193,12 +212,7 @@ fn hash_stage(tenant: &str, input: Receiver<Read>, out: SyncSender<CheckedBatch>
         let checked = read.map(|events| {
             let checked: Vec<Checked> = events
                 .par_iter()
-                .map(|stored| {
-                    let position = serde_json::from_slice::<Position>(&stored.bytes)
-                        .map(|p| (p.seq, p.tenant.as_deref() == Some(tenant)))
-                        .map_err(|e| e.to_string());
-                    (leaf_hash(&stored.bytes), position)
-                })
+                .map(|stored| check_bytes(tenant, stored))
                 .collect();
             (events, checked)
         });
@@ -206,6 +220,14 @@ fn hash_stage(tenant: &str, input: Receiver<Read>, out: SyncSender<CheckedBatch>
             return;
         }
     }
+}
+
+/// An event's leaf hash, and what its bytes say of its position.
+fn check_bytes(tenant: &str, stored: &StoredEvent) -> Checked {
+    let position = serde_json::from_slice::<Position>(&stored.bytes)
+        .map(|p| (p.seq, p.tenant.as_deref() == Some(tenant)))
+        .map_err(|e| e.to_string());
+    (leaf_hash(&stored.bytes), position)
 }
 
 /// The stored event is where it should be: the next `seq`, and its bytes name that seq
@@ -313,11 +335,16 @@ fn signed_checkpoints(
         }
     }
     // A size-0 checkpoint is never issued; one stored would be forged, and is checked too.
+    // Signatures are most of the work when logs are many and small: check them in parallel.
+    let verified: Vec<_> = all
+        .par_iter()
+        .map(|stored| verify_checkpoint(&stored.note, key))
+        .collect();
     let mut signed = Vec::with_capacity(all.len());
-    for (i, stored) in all.iter().enumerate() {
+    for (i, (stored, verified)) in all.iter().zip(verified).enumerate() {
         summary.checkpoints += 1;
         let place = format!("checkpoint #{} (size {})", i + 1, stored.size);
-        match verify_checkpoint(&stored.note, key) {
+        match verified {
             Err(e) => problems.add(tenant, &place, format!("not signed by {}: {e}", key.name())),
             Ok(cp) => {
                 if !cp.origin.ends_with(&format!("/{tenant}")) {

@@ -366,7 +366,80 @@ async fn post_raw(server: &Server, content_type: &str, body: &str) -> (u16, Valu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Logs are listed a page at a time, and no client can create more than the cap.
+async fn logs_are_paged_and_capped(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&backend, dir.path(), Some("[ingest]\nmax_tenants = 5\n"));
+    let events: Vec<Value> = ["d", "a", "e", "c", "b"]
+        .iter()
+        .map(|t| tenant_event(t, 0))
+        .collect();
+    ingest(&server, &events).await;
+    let (status, body) = post(
+        &server,
+        "/v1/events",
+        &json!([tenant_event("a", 1), tenant_event("f", 0)]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("tenant_limit")),
+        "{}",
+        short(&body)
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("`f`"),
+        "{}",
+        short(&body)
+    );
+    assert_eq!(
+        stored(&server).await,
+        5,
+        "nothing of the refused request is stored"
+    );
+    ingest(&server, &[tenant_event("a", 1)]).await;
+
+    let mut names = Vec::new();
+    let mut path = "/v1/logs?limit=2".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, page) = get(&server, &path).await;
+        assert_eq!(status, 200, "{}", short(&page));
+        pages += 1;
+        let logs = page["logs"].as_array().unwrap();
+        assert!(logs.len() <= 2);
+        names.extend(
+            logs.iter()
+                .map(|l| l["tenant"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/logs?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        (names, pages),
+        (
+            vec!["a", "b", "c", "d", "e"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            3
+        )
+    );
+    for bad in [
+        "/v1/logs?cursor=zz",
+        "/v1/logs?limit=0",
+        "/v1/logs?colour=red",
+    ] {
+        let (status, body) = get(&server, bad).await;
+        assert_eq!(status, 400, "{bad}: {}", short(&body));
+    }
+    server.stop();
+}
+
 crate::on_both_backends!(
     hostile_requests_are_refused_and_change_nothing,
     refusals_name_what_is_wrong,
+    logs_are_paged_and_capped,
 );

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use stele_api::{CheckpointEntry, CheckpointPage, LogInfo, LogList};
+use stele_api::{CheckpointEntry, CheckpointPage, ErrorCode, LogInfo, LogList};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
@@ -29,15 +29,43 @@ pub(super) fn latest(state: &AppState, tenant: &str) -> Result<Arc<Signed>, ApiE
 }
 
 /// List the logs
+///
+/// In name order, a page at a time (`limit`, then `cursor` = the previous page's
+/// `next_cursor`).
 #[utoipa::path(get, path = "/v1/logs", tag = "verification", operation_id = "list_logs",
+    params(
+        ("limit" = Option<usize>, Query, description = "1..=1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
     responses(
         (status = 200, body = stele_api::LogList),
+        (status = 400, description = "A parameter or the cursor is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error, or stored data that fails an integrity check", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry after `Retry-After`", body = stele_api::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(raw): Params,
+) -> Result<Response, ApiError> {
+    let p = ParamReader::new(raw, &["limit", "cursor"])?;
+    let limit = p.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = match p.text("cursor")? {
+        None => String::new(),
+        Some(cursor) => log_cursor::decode(&cursor).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidCursor,
+                "the cursor is malformed or not from a listing of logs",
+            )
+        })?,
+    };
     let store = state.store.clone();
-    let heads = blocking(move || Ok(store.heads()?)).await?;
+    // One more than a page tells whether another follows.
+    let mut heads = blocking(move || Ok(store.heads_after(&after, limit + 1)?)).await?;
+    let more = heads.len() > limit;
+    heads.truncate(limit);
+    let next_cursor = more
+        .then(|| heads.last().map(|h| log_cursor::encode(&h.tenant)))
+        .flatten();
     let logs = heads
         .into_iter()
         .map(|h| LogInfo {
@@ -46,7 +74,26 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
             size: h.size,
         })
         .collect();
-    Ok(axum::Json(LogList { logs }).into_response())
+    Ok(axum::Json(LogList { logs, next_cursor }).into_response())
+}
+
+/// Cursors of the log listing: the last name of a page, opaque to clients.
+mod log_cursor {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    const PREFIX: &str = "log:";
+
+    pub fn encode(tenant: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{PREFIX}{tenant}"))
+    }
+
+    pub fn decode(cursor: &str) -> Option<String> {
+        let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let tenant = text.strip_prefix(PREFIX)?;
+        stele_core::validate_tenant(tenant).ok()?;
+        Some(tenant.to_string())
+    }
 }
 
 /// The latest checkpoint

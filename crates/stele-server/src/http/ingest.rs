@@ -138,6 +138,7 @@ fn decode(bytes: Bytes, encoding: Encoding, max: usize) -> Result<Bytes, ApiErro
     responses(
         (status = 201, description = "Stored durably", body = IngestResponse),
         (status = 400, description = "The body is not JSON or not valid in its encoding, holds no events, or `tenant` is invalid", body = stele_api::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An event names a new log beyond the server's limit on logs; nothing stored", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive in time", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 409, description = "An event's id is stored with a different body; nothing stored", body = stele_api::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large (also once decompressed) or too many events", body = stele_api::Problem, content_type = "application/problem+json"),
@@ -194,6 +195,10 @@ pub async fn ingest(
         tokio::task::spawn_blocking(work).await??
     };
 
+    state
+        .tenants
+        .admit(events.iter().map(|e| e.tenant.as_str()))
+        .map_err(|e| ApiError::new(ErrorCode::TenantLimit, e.to_string()))?;
     let keys: Vec<(Uuid, String)> = events.iter().map(|e| (e.id, e.tenant.clone())).collect();
     let appended = state.sequencer.submit(events).await.map_err(|e| {
         let mut e = ApiError::from(e);

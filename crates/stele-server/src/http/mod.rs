@@ -35,6 +35,8 @@ pub struct AppState {
     pub sequencer: Sequencer,
     /// The latest signed checkpoint of each log.
     pub checkpoints: Arc<Published>,
+    /// The logs this node knows, against `ingest.max_tenants`.
+    pub tenants: crate::tenants::TenantGate,
     /// Hashed trees of full tiles, shared by every proof.
     pub tile_trees: Arc<TileTrees>,
     /// Changes after every search index commit.

@@ -169,6 +169,23 @@ impl LogStore for PgStore {
         })
     }
 
+    fn heads_after(&self, after: &str, limit: usize) -> Result<Vec<LogHead>> {
+        self.with_client(|c| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = c.query(
+                "SELECT tenant, size FROM logs WHERE tenant > $1 ORDER BY tenant LIMIT $2",
+                &[&after, &limit],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| LogHead {
+                    tenant: r.get(0),
+                    size: r.get::<_, i64>(1) as u64,
+                })
+                .collect())
+        })
+    }
+
     fn read_range(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         self.with_client(|c| {
             let Some(log) = log_id(c, tenant)? else {

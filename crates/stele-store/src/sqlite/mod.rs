@@ -176,6 +176,22 @@ impl LogStore for SqliteStore {
         })
     }
 
+    fn heads_after(&self, after: &str, limit: usize) -> Result<Vec<LogHead>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT tenant, size FROM logs WHERE tenant > ?1 ORDER BY tenant LIMIT ?2",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok(LogHead {
+                    tenant: r.get(0)?,
+                    size: r.get::<_, i64>(1)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn read_range(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         self.with_reader(|conn| {
             let Some(log) = log_id(conn, tenant)? else {
