@@ -63,11 +63,12 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, path: list[bytes]) -
     return r
 
 
-# What the generator may say without the document being at fault: it has no NDJSON body
-# type (the JSON body of the same operation is generated), and it formats with ruff only
-# when ruff is installed.
+# What the generator may say without the document being at fault: it has no NDJSON or
+# JSON-text-sequence body type (the JSON body of the same operation is generated), and it
+# formats with ruff only when ruff is installed.
 EXPECTED_WARNINGS = (
     "Unsupported content type application/x-ndjson",
+    "Unsupported content type application/json-seq",
     "ruff is not in PATH",
 )
 

@@ -3,6 +3,7 @@
 //! the last line printed is one JSON object with all the figures.
 
 mod crash;
+mod heavy;
 mod ingest;
 mod query;
 mod report;
@@ -33,6 +34,8 @@ enum Scenario {
     Soak(soak::SoakArgs),
     /// Kill -9 cycles under concurrent ingest.
     Crash(crash::CrashArgs),
+    /// `/health/live` latency while clients read maximum-size traces and listings.
+    HeavyReads(heavy::HeavyArgs),
 }
 
 /// Options every scenario shares.
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Verify(args) => runtime.block_on(verify::run(args))?,
         Scenario::Soak(args) => runtime.block_on(soak::run(args))?,
         Scenario::Crash(args) => runtime.block_on(crash::run(args))?,
+        Scenario::HeavyReads(args) => runtime.block_on(heavy::run(args))?,
     };
     report.print();
     Ok(())

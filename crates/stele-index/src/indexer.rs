@@ -178,15 +178,23 @@ pub fn catch_up(
 /// Lowers the calling thread's CPU priority to the lowest nice level (19) where the
 /// platform allows it: the index is background work, and requests wait on the same cores.
 fn lower_priority() {
+    lower_thread_priority(19);
+}
+
+/// Sets the calling thread's nice level (0 to 19; higher is lower priority) where the
+/// platform allows it. Linux keeps a nice value per thread; elsewhere this does nothing.
+pub fn lower_thread_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling
-        // thread (Linux keeps a nice value per thread).
-        let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0;
+        // thread.
+        let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0;
         if failed {
-            tracing::debug!("could not lower the indexer's priority");
+            tracing::debug!(nice, "could not lower a thread's priority");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 struct Signal {

@@ -11,7 +11,7 @@ mod query;
 mod schema;
 
 pub use audit::{IndexAudit, IndexProblem};
-pub use indexer::{Indexer, IndexerOptions, Notifier, catch_up};
+pub use indexer::{Indexer, IndexerOptions, Notifier, catch_up, lower_thread_priority};
 pub use query::{ActionFilter, EventQuery, SearchPage};
 
 use schema::Fields;

@@ -142,6 +142,9 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         index,
         sequencer,
         checkpoints: published,
+        reads: http::reads::ReadPool::start(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        )?,
         tenants,
         index_progress,
         metrics: metrics_handle()?,

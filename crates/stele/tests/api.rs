@@ -623,14 +623,7 @@ async fn health_metrics_and_docs(backend: Backend) {
     );
     assert!(ready["index_lag"].as_u64().is_some());
 
-    let metrics = client()
-        .get(server.endpoint("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     for name in [
         "stele_events_ingested_total",
         "stele_commit_seconds_bucket",
@@ -728,14 +721,7 @@ async fn stored_corruption_answers_500_and_is_counted(backend: Backend) {
         (500, Some("store_corrupt"))
     );
 
-    let metrics = client()
-        .get(server.endpoint("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("stele_store_corruption_total"),
         "{metrics}"

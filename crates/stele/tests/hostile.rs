@@ -290,7 +290,7 @@ async fn refusals_name_what_is_wrong(backend: Backend) {
     let (_, body) = post(&server, "/v1/events", &json!(null)).await;
     assert_eq!(body["code"], "invalid_json");
     let sent = r#"{"action":"a","details":{"order":{"total":18446744073709551617}}}"#;
-    let (status, body) = post_raw(&server, "application/json", sent).await;
+    let (status, body) = post_events_as(&server, "application/json", sent).await;
     assert_eq!(status, 422);
     assert!(reasons(&body).contains("`order.total`"), "{}", short(&body));
     assert!(
@@ -299,7 +299,7 @@ async fn refusals_name_what_is_wrong(backend: Backend) {
         short(&body)
     );
     let sent = r#"{"action":"a","occurred_at":"2016-12-31T23:59:60Z"}"#;
-    let (_, body) = post_raw(&server, "application/json", sent).await;
+    let (_, body) = post_events_as(&server, "application/json", sent).await;
     assert!(reasons(&body).contains("leap second"), "{}", short(&body));
 
     // NDJSON: the index among events and the 1-based line.
@@ -308,7 +308,7 @@ async fn refusals_name_what_is_wrong(backend: Backend) {
         ev("a.b"),
         ev("a.c")
     );
-    let (status, body) = post_raw(&server, "application/x-ndjson", &ndjson).await;
+    let (status, body) = post_events_as(&server, "application/x-ndjson", &ndjson).await;
     assert_eq!(status, 422, "{}", short(&body));
     let errors: Vec<(u64, u64)> = body["errors"]
         .as_array()
@@ -352,18 +352,6 @@ async fn refusals_name_what_is_wrong(backend: Backend) {
         "the other event of the refused request is not stored"
     );
     server.stop();
-}
-
-async fn post_raw(server: &Server, content_type: &str, body: &str) -> (u16, Value) {
-    let response = client()
-        .post(server.endpoint("/v1/events"))
-        .header("content-type", content_type)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Logs are listed a page at a time, and no client can create more than the cap.

@@ -193,14 +193,7 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     assert_eq!(send("GET".into(), "/nowhere".into()).await, 404);
     assert_eq!(send("BREW".into(), "/health/live".into()).await, 405);
     let metrics = || async {
-        let text = http
-            .get(server.endpoint("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&server).await;
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         (text.len(), series)
     };

@@ -174,18 +174,21 @@ pub(super) async fn wait_for_index(
     })
 }
 
-/// Runs the search and reads the bodies, on a blocking thread.
+/// Runs the search and reads the bodies, on a reader thread.
 pub(super) async fn search_and_read(
     state: &Arc<AppState>,
     q: EventQuery,
 ) -> Result<(SearchPage, Vec<StoredEvent>), ApiError> {
-    let state = state.clone();
-    blocking(move || {
-        let page = state.index.search(&q)?;
-        let events = state.store.read_seqs(&q.tenant, &page.seqs)?;
-        Ok((page, events))
-    })
-    .await
+    let reading = state.clone();
+    state
+        .reads
+        .run(move || {
+            let state = reading;
+            let page = state.index.search(&q)?;
+            let events = state.store.read_seqs(&q.tenant, &page.seqs)?;
+            Ok((page, events))
+        })
+        .await
 }
 
 pub(super) fn json_response(body: Vec<u8>) -> Response {

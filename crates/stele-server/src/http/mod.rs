@@ -11,6 +11,7 @@ mod ingest;
 pub mod middleware;
 mod params;
 mod proofs;
+pub mod reads;
 mod tiles;
 mod traces;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub sequencer: Sequencer,
     /// The latest signed checkpoint of each log.
     pub checkpoints: Arc<Published>,
+    /// Threads for long reads (listings, traces), below the async workers' priority.
+    pub reads: reads::ReadPool,
     /// The logs this node knows, against `ingest.max_tenants`.
     pub tenants: crate::tenants::TenantGate,
     /// Hashed trees of full tiles, shared by every proof.

@@ -2,7 +2,7 @@
 //! the steps they report and each step's timing.
 
 use super::AppState;
-use super::error::{ApiError, blocking};
+use super::error::ApiError;
 use super::events::{json_response, search_and_read, wait_for_index};
 use super::params::{ParamReader, Params};
 use axum::extract::{Path, Query, State};
@@ -55,26 +55,28 @@ pub async fn trace(
             "no events with correlation id `{correlation_id}` in log `{tenant}`"
         )));
     }
-    // Parsing, grouping and encoding up to 10,000 events is CPU work: off the workers.
-    let body = blocking(move || {
-        let events: Vec<Event> = stored
-            .iter()
-            .map(|s| Event::from_stored(&s.bytes))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                ApiError::corrupt(format!("log {tenant}: unreadable stored event: {e}"))
-            })?;
-        let mut trace = build_trace(
-            correlation_id,
-            tenant,
-            events,
-            page.has_more,
-            page.indexed_through,
-        );
-        trace.min_seq_wait = waited;
-        serde_json::to_vec(&trace).map_err(ApiError::internal)
-    })
-    .await?;
+    // Parsing, grouping and encoding up to 10,000 events is CPU work: on a reader thread.
+    let body = state
+        .reads
+        .run(move || {
+            let events: Vec<Event> = stored
+                .iter()
+                .map(|s| Event::from_stored(&s.bytes))
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ApiError::corrupt(format!("log {tenant}: unreadable stored event: {e}"))
+                })?;
+            let mut trace = build_trace(
+                correlation_id,
+                tenant,
+                events,
+                page.has_more,
+                page.indexed_through,
+            );
+            trace.min_seq_wait = waited;
+            serde_json::to_vec(&trace).map_err(ApiError::internal)
+        })
+        .await?;
     Ok(json_response(body))
 }
 

@@ -159,13 +159,7 @@ impl LogStore for PgStore {
     fn heads(&self) -> Result<Vec<LogHead>> {
         self.with_client(|c| {
             let rows = c.query("SELECT tenant, size FROM logs ORDER BY tenant", &[])?;
-            Ok(rows
-                .iter()
-                .map(|r| LogHead {
-                    tenant: r.get(0),
-                    size: r.get::<_, i64>(1) as u64,
-                })
-                .collect())
+            Ok(rows.iter().map(head_of).collect())
         })
     }
 
@@ -176,13 +170,7 @@ impl LogStore for PgStore {
                 "SELECT tenant, size FROM logs WHERE tenant > $1 ORDER BY tenant LIMIT $2",
                 &[&after, &limit],
             )?;
-            Ok(rows
-                .iter()
-                .map(|r| LogHead {
-                    tenant: r.get(0),
-                    size: r.get::<_, i64>(1) as u64,
-                })
-                .collect())
+            Ok(rows.iter().map(head_of).collect())
         })
     }
 
@@ -352,5 +340,13 @@ fn close_elsewhere(clients: Vec<Client>) {
         let _ = std::thread::Builder::new()
             .name("stele-pg-close".into())
             .spawn(move || drop(clients));
+    }
+}
+
+/// A row of `SELECT tenant, size FROM logs`.
+fn head_of(row: &postgres::Row) -> LogHead {
+    LogHead {
+        tenant: row.get(0),
+        size: row.get::<_, i64>(1) as u64,
     }
 }

@@ -166,12 +166,7 @@ impl LogStore for SqliteStore {
     fn heads(&self) -> Result<Vec<LogHead>> {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached("SELECT tenant, size FROM logs ORDER BY tenant")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(LogHead {
-                    tenant: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
-                })
-            })?;
+            let rows = stmt.query_map([], head_of)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -182,12 +177,7 @@ impl LogStore for SqliteStore {
                 "SELECT tenant, size FROM logs WHERE tenant > ?1 ORDER BY tenant LIMIT ?2",
             )?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![after, limit], |r| {
-                Ok(LogHead {
-                    tenant: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
-                })
-            })?;
+            let rows = stmt.query_map(params![after, limit], head_of)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -352,4 +342,12 @@ impl LogStore for SqliteStore {
             rows.map(|row| checkpoint(row?)).collect()
         })
     }
+}
+
+/// A row of `SELECT tenant, size FROM logs`.
+fn head_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogHead> {
+    Ok(LogHead {
+        tenant: row.get(0)?,
+        size: row.get::<_, i64>(1)? as u64,
+    })
 }

@@ -113,15 +113,32 @@ pub async fn ingest(server: &Server, events: &[Value]) -> Vec<Value> {
 
 /// Posts an NDJSON body; answers (status, body).
 pub async fn post_ndjson(server: &Server, body: &str) -> (u16, Value) {
+    post_events_as(server, "application/x-ndjson", body).await
+}
+
+/// Posts `body` to `/v1/events` as `content_type`; answers (status, body).
+pub async fn post_events_as(server: &Server, content_type: &str, body: &str) -> (u16, Value) {
     let response = client()
         .post(server.endpoint("/v1/events"))
-        .header("content-type", "application/x-ndjson")
+        .header("content-type", content_type)
         .body(body.to_string())
         .send()
         .await
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The text of `/metrics`.
+pub async fn metrics_text(server: &Server) -> String {
+    client()
+        .get(server.endpoint("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Stores `n` sample events in requests of `chunk`.
