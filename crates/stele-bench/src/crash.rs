@@ -239,13 +239,6 @@ async fn check(
     Ok(Check { lost, problems })
 }
 
-/// The verifier key of the signing key the server made in `data` on its first start.
-fn verifier_key(data: &str) -> anyhow::Result<String> {
-    let (ok, out, err) = run_stele(&["keys", "public", "--data", data])?;
-    ensure!(ok, "stele keys public failed: {err}");
-    Ok(out.trim().to_string())
-}
-
 /// `stele verify` of the stopped server's store with `key`: a problem, if any.
 fn verify(
     data: &str,
@@ -313,7 +306,7 @@ pub async fn run(args: CrashArgs) -> anyhow::Result<Report> {
         // The first start made the signing key; its verifier key checks every cycle.
         let key = match key {
             Some(ref key) => key,
-            None => key.insert(verifier_key(data)?),
+            None => key.insert(server::verifier_key(Path::new(data))?),
         };
         let kill_after = Duration::from_millis(1 + rng.below(args.max_run_ms));
         let (new, ran) = ingest_until_killed(server, &http, &mut rng, kill_after, &args)

@@ -10,6 +10,7 @@ mod report;
 mod server;
 mod soak;
 mod verify;
+mod verify_logs;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Scenario {
     Soak(soak::SoakArgs),
     /// Kill -9 cycles under concurrent ingest.
     Crash(crash::CrashArgs),
+    /// `stele verify` over many small logs, against the same events in one log.
+    VerifyLogs(verify_logs::VerifyLogsArgs),
     /// `/health/live` latency while clients read maximum-size traces and listings.
     HeavyReads(heavy::HeavyArgs),
 }
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Verify(args) => runtime.block_on(verify::run(args))?,
         Scenario::Soak(args) => runtime.block_on(soak::run(args))?,
         Scenario::Crash(args) => runtime.block_on(crash::run(args))?,
+        Scenario::VerifyLogs(args) => runtime.block_on(verify_logs::run(args))?,
         Scenario::HeavyReads(args) => runtime.block_on(heavy::run(args))?,
     };
     report.print();

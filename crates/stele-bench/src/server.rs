@@ -20,6 +20,16 @@ pub fn run_stele(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     ))
 }
 
+/// The verifier key of the signing key the server made in `data` on its first start.
+pub fn verifier_key(data: &std::path::Path) -> anyhow::Result<String> {
+    let data = data
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("the data directory is not UTF-8"))?;
+    let (ok, out, err) = run_stele(&["keys", "public", "--data", data])?;
+    anyhow::ensure!(ok, "stele keys public failed: {err}");
+    Ok(out.trim().to_string())
+}
+
 /// Flushes the page cache's dirty pages to disk, so that a measurement does not pay for
 /// the write-back of the one before it (a run writes hundreds of megabytes).
 pub fn settle() {

@@ -67,7 +67,7 @@ async fn wait_signed(http: &reqwest::Client, url: &str, size: u64) -> anyhow::Re
 
 /// Runs `stele verify` (with `--index` if asked) on the store of the stopped server;
 /// answers the seconds it took. Fails unless it checked all `events` and found no problem.
-fn time_verify(
+pub(crate) fn time_verify(
     data: &Path,
     key: &str,
     database_url: Option<&str>,
@@ -217,10 +217,8 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Report> {
     // A graceful stop signs the final checkpoint; then the store is checked offline.
     loaded.server.try_stop().map_err(anyhow::Error::msg)?;
     let database_url = loaded.scratch.as_ref().map(|s| s.url.as_str());
-    let data_arg = data.to_str().context("the data directory is not UTF-8")?;
-    let (ok, key, stderr) = run_stele(&["keys", "public", "--data", data_arg])?;
-    ensure!(ok, "`stele keys public` failed: {stderr}");
-    let key = key.trim();
+    let key = crate::server::verifier_key(&data)?;
+    let key = key.as_str();
     crate::server::settle();
     let verify = time_verify(&data, key, database_url, false, n)?;
     // `--index` checks the store as well, then the index against it: its rate covers both.

@@ -43,6 +43,13 @@ impl Problems {
         self.total
     }
 
+    /// Adds `other`'s problems after these.
+    pub fn absorb(&mut self, other: Problems) {
+        self.total += other.total;
+        let room = KEPT.saturating_sub(self.kept.len());
+        self.kept.extend(other.kept.into_iter().take(room));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }

@@ -50,13 +50,52 @@ pub fn verify_store(
     }
     let total = heads.iter().map(|h| h.size).sum();
     let bar = progress_bar(total);
-    for head in &heads {
-        verify_log(store, key, &head.tenant, head.size, problems, summary, &bar)?;
-        summary.logs += 1;
+    // A large log is checked alone (its stages are parallel); runs of small ones are
+    // checked side by side, their findings kept in log order.
+    let mut rest = heads.as_slice();
+    while let Some(head) = rest.first() {
+        if head.size >= READ_BATCH as u64 {
+            verify_log(store, key, &head.tenant, head.size, problems, summary, &bar)?;
+            summary.logs += 1;
+            rest = &rest[1..];
+            continue;
+        }
+        let run = rest
+            .iter()
+            .take(SMALL_LOGS_AT_ONCE)
+            .take_while(|h| h.size < READ_BATCH as u64)
+            .count();
+        let checked: Vec<(Problems, Summary)> = rest[..run]
+            .par_iter()
+            .map(|head| {
+                let (mut found, mut counted) = (Problems::default(), Summary::default());
+                verify_log(
+                    store,
+                    key,
+                    &head.tenant,
+                    head.size,
+                    &mut found,
+                    &mut counted,
+                    &bar,
+                )?;
+                anyhow::Ok((found, counted))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for (found, counted) in checked {
+            problems.absorb(found);
+            summary.events += counted.events;
+            summary.tiles += counted.tiles;
+            summary.checkpoints += counted.checkpoints;
+            summary.logs += 1;
+        }
+        rest = &rest[run..];
     }
     bar.finish_and_clear();
     Ok(())
 }
+
+/// Small logs checked side by side at a time.
+const SMALL_LOGS_AT_ONCE: usize = 256;
 
 pub fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {

@@ -426,7 +426,31 @@ async fn logs_are_paged_and_capped(backend: Backend) {
     server.stop();
 }
 
+/// `min_seq` answers at once for a seq not yet assigned, and says how the wait ended.
+async fn min_seq_says_how_the_wait_ended(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&backend, dir.path(), None);
+    load_samples(&server, 3, 3).await;
+    let (status, page) = get(&server, "/v1/events?min_seq=2").await;
+    assert_eq!(status, 200, "{}", short(&page));
+    assert_eq!(page["min_seq_wait"], "reached");
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    let started = std::time::Instant::now();
+    let (status, page) = get(&server, "/v1/events?min_seq=1000").await;
+    assert_eq!(status, 200, "{}", short(&page));
+    assert_eq!(page["min_seq_wait"], "not_assigned");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "a wait for a seq never assigned took {:?}",
+        started.elapsed()
+    );
+    let (_, page) = get(&server, "/v1/events").await;
+    assert!(page.get("min_seq_wait").is_none(), "{}", short(&page));
+    server.stop();
+}
+
 crate::on_both_backends!(
+    min_seq_says_how_the_wait_ended,
     hostile_requests_are_refused_and_change_nothing,
     refusals_name_what_is_wrong,
     logs_are_paged_and_capped,
