@@ -128,6 +128,27 @@ fn slow_and_silent_clients_are_cut_off_by_their_timeouts() {
 }
 
 #[test]
+fn a_connection_that_moves_no_byte_is_closed_by_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[http]\nheader_read_timeout_ms = 30000\nbody_read_timeout_ms = 30000\nidle_timeout_ms = 1000\n";
+    let server = Server::start(dir.path(), Some(config));
+    // The header is whole and the body begun, then nothing: only the idle timeout applies.
+    let mut stalled = TcpStream::connect(address(&server)).unwrap();
+    stalled
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
+        .unwrap();
+    let (after, answer) = read_until_closed(&mut stalled, Duration::from_secs(10))
+        .expect("a stalled connection was still open after 10 s");
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    assert!(answer.is_empty(), "answered {answer:?}");
+    assert_eq!(
+        raw_get(&server, "/health/live", Duration::from_secs(5)),
+        Some(200)
+    );
+    server.stop();
+}
+
+#[test]
 fn connections_beyond_the_cap_wait_for_a_free_one() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Some("[http]\nmax_connections = 2\n"));
