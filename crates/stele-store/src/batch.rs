@@ -220,26 +220,22 @@ pub(crate) fn sequence<'a>(
         }
     }
 
-    let sequenced_seq: Vec<u64> = receipts
-        .iter()
-        .map(|r| r.as_ref().map_or(0, |r| r.seq))
-        .collect();
+    // A clash with an earlier request of the batch names the seq that event got.
+    for (conflict, clash) in refused.iter_mut().flatten() {
+        if let Some(j) = *clash {
+            let seq = receipts[j].as_ref().expect("sequenced").seq;
+            conflict.earlier = Earlier::Stored { seq };
+        }
+    }
     let mut receipts = receipts.into_iter();
     let outcomes = requests
         .iter()
         .zip(refused)
         .map(|(&n, refused)| {
+            // Taken whole either way, so that the next request starts at its own events.
             let mine: Vec<Option<Appended>> = receipts.by_ref().take(n).collect();
             match refused {
-                Some((mut conflict, clash)) => {
-                    // A clash with an earlier request of the batch: name the seq it got.
-                    if let Some(j) = clash {
-                        conflict.earlier = Earlier::Stored {
-                            seq: sequenced_seq[j],
-                        };
-                    }
-                    Err(conflict)
-                }
+                Some((conflict, _)) => Err(conflict),
                 None => Ok(mine
                     .into_iter()
                     .map(|r| r.expect("every event of an accepted request has a receipt"))

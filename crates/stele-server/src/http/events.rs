@@ -174,21 +174,14 @@ pub(super) async fn wait_for_index(
     })
 }
 
-/// Runs the search and reads the bodies, on a reader thread.
-pub(super) async fn search_and_read(
-    state: &Arc<AppState>,
-    q: EventQuery,
+/// Runs the search and reads the bodies (blocking: call it on a reader thread).
+pub(super) fn search_and_read(
+    state: &AppState,
+    q: &EventQuery,
 ) -> Result<(SearchPage, Vec<StoredEvent>), ApiError> {
-    let reading = state.clone();
-    state
-        .reads
-        .run(move || {
-            let state = reading;
-            let page = state.index.search(&q)?;
-            let events = state.store.read_seqs(&q.tenant, &page.seqs)?;
-            Ok((page, events))
-        })
-        .await
+    let page = state.index.search(q)?;
+    let events = state.store.read_seqs(&q.tenant, &page.seqs)?;
+    Ok((page, events))
 }
 
 pub(super) fn json_response(body: Vec<u8>) -> Response {
@@ -262,7 +255,11 @@ pub async fn list(
         None => None,
     };
     let (order, limit) = (q.order, q.limit);
-    let (page, events) = search_and_read(&state, q).await?;
+    let reading = state.clone();
+    let (page, events) = state
+        .reads
+        .run(move || search_and_read(&reading, &q))
+        .await?;
     let next_cursor = (page.has_more && page.seqs.len() == limit)
         .then(|| {
             page.seqs.last().map(|&after| {

@@ -89,14 +89,16 @@ fn route_label(request: &Request) -> &'static str {
 
 /// The status as a metric label, from a closed set.
 fn status_label(status: StatusCode) -> &'static str {
-    const LABELS: [(u16, &str); 13] = [
+    const LABELS: [(u16, &str); 15] = [
         (200, "200"),
         (201, "201"),
         (304, "304"),
         (400, "400"),
+        (403, "403"),
         (404, "404"),
         (405, "405"),
         (408, "408"),
+        (409, "409"),
         (410, "410"),
         (413, "413"),
         (415, "415"),

@@ -14,7 +14,7 @@ const NICE: i32 = 10;
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct ReadPool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
 impl ReadPool {
@@ -28,9 +28,7 @@ impl ReadPool {
                 .name(format!("stele-read-{i}"))
                 .spawn(move || run(&queue))?;
         }
-        Ok(ReadPool {
-            jobs: Mutex::new(jobs),
-        })
+        Ok(ReadPool { jobs })
     }
 
     /// Runs `f` on a reader thread and answers what it returns.
@@ -47,8 +45,6 @@ impl ReadPool {
             }
         });
         self.jobs
-            .lock()
-            .expect("read queue poisoned")
             .send(job)
             .map_err(|_| ApiError::internal("the read threads have stopped"))?;
         answer

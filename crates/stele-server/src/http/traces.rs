@@ -49,16 +49,18 @@ pub async fn trace(
     };
     let mut q = EventQuery::all(&tenant, MAX_TRACE_EVENTS);
     q.correlation_id = Some(correlation_id.clone());
-    let (page, stored) = search_and_read(&state, q).await?;
-    if stored.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no events with correlation id `{correlation_id}` in log `{tenant}`"
-        )));
-    }
-    // Parsing, grouping and encoding up to 10,000 events is CPU work: on a reader thread.
+    // Searching, reading, parsing, grouping and encoding up to 10,000 events: one job on
+    // a reader thread.
+    let reading = state.clone();
     let body = state
         .reads
         .run(move || {
+            let (page, stored) = search_and_read(&reading, &q)?;
+            if stored.is_empty() {
+                return Err(ApiError::not_found(format!(
+                    "no events with correlation id `{correlation_id}` in log `{tenant}`"
+                )));
+            }
             let events: Vec<Event> = stored
                 .iter()
                 .map(|s| Event::from_stored(&s.bytes))
