@@ -48,6 +48,10 @@ pub struct LogConfig {
     pub origin: String,
     /// Sign a checkpoint after a batch grows a log, but at most this often (milliseconds).
     pub checkpoint_interval_ms: u64,
+    /// Logs signed at most per interval; the others wait their turn (waited-on logs
+    /// first, then in the order they grew). Bounds the signing work when events are
+    /// spread over many tenants.
+    pub checkpoint_max_logs: usize,
     /// The signing key: a file holding a `PRIVATE+KEY+…` key, or that text itself. Unset:
     /// `signing.key` in the data directory, generated on first start.
     pub signing_key: Option<String>,
@@ -112,6 +116,7 @@ impl Default for LogConfig {
         LogConfig {
             origin: "localhost/stele".to_string(),
             checkpoint_interval_ms: 1_000,
+            checkpoint_max_logs: 1_000,
             signing_key: None,
             proof_cache_tiles: 2_048,
         }
@@ -214,6 +219,11 @@ impl Config {
         if self.log.checkpoint_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "log.checkpoint_interval_ms must be positive".into(),
+            ));
+        }
+        if self.log.checkpoint_max_logs == 0 {
+            return Err(ConfigError::Invalid(
+                "log.checkpoint_max_logs must be positive".into(),
             ));
         }
         Ok(())

@@ -104,6 +104,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         key,
         config.log.origin.clone(),
         Duration::from_millis(config.log.checkpoint_interval_ms),
+        config.log.checkpoint_max_logs,
         published.clone(),
         dirty,
     );

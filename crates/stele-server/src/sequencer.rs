@@ -73,7 +73,7 @@ impl Sequencer {
                     let first = match received {
                         Ok(job) => job,
                         Err(RecvTimeoutError::Timeout) => {
-                            checkpointer.sign(writer.as_mut());
+                            checkpointer.sign(writer.as_mut(), false);
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -104,13 +104,13 @@ impl Sequencer {
                         after_commit();
                     }
                     if checkpointer.is_due() {
-                        checkpointer.sign(writer.as_mut());
+                        checkpointer.sign(writer.as_mut(), false);
                     }
                     let queued = queue_events - thread_permits.available_permits();
                     metrics::gauge!("stele_ingest_queue_events").set(queued as f64);
                 }
-                // The final checkpoint covers everything committed.
-                checkpointer.sign(writer.as_mut());
+                // The final checkpoints cover everything committed, in every grown log.
+                checkpointer.sign(writer.as_mut(), true);
                 tracing::info!("writer stopped");
             })?;
         Ok(Sequencer {

@@ -505,7 +505,44 @@ async fn stops_sign_a_final_checkpoint_and_restarts_resume_the_tree(backend: Bac
     assert!(summary["checkpoints"].as_u64().unwrap() >= 3);
 }
 
+async fn a_tick_signs_a_bounded_number_of_logs_waited_on_first(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    // One log per tick, a tick every 3 s: the first request's log is signed at once, the
+    // next four wait, in the order they grew.
+    let config = "[log]\ncheckpoint_interval_ms = 3000\ncheckpoint_max_logs = 1\n";
+    let server = start(&backend, dir.path(), Some(config));
+    let tenants = ["t1", "t2", "t3", "t4", "t5"];
+    let mut ids = Vec::new();
+    for tenant in tenants {
+        let mut event = sample_event(0);
+        event["tenant"] = json!(tenant);
+        ids.push(ingest(&server, &[event]).await[0]["id"].clone());
+    }
+    wait_checkpoint(&server, "t1", 1).await;
+    for tenant in &tenants[1..] {
+        assert_eq!(checkpoint_note(&server, tenant).await, None, "{tenant}");
+    }
+    // A proof of t5's event is waited on: the next tick signs t5 before t2, which grew
+    // first.
+    let id = ids[4].as_str().unwrap();
+    let (status, answer) = get(&server, &format!("/v1/events/{id}?tenant=t5&proof=true")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["proof"]["tree_size"], 1, "{answer}");
+    for tenant in ["t2", "t3", "t4"] {
+        assert_eq!(checkpoint_note(&server, tenant).await, None, "{tenant}");
+    }
+    // The others follow one per tick; a stop signs whatever is left.
+    wait_checkpoint(&server, "t2", 1).await;
+    server.stop();
+    let server = start(&backend, dir.path(), Some(config));
+    for tenant in tenants {
+        assert!(checkpoint_note(&server, tenant).await.is_some(), "{tenant}");
+    }
+    server.stop();
+}
+
 crate::on_both_backends!(
+    a_tick_signs_a_bounded_number_of_logs_waited_on_first,
     any_tlog_client_can_check_the_log,
     saved_proofs_verify_offline,
     bad_requests_answer_problems_and_change_nothing,

@@ -1,10 +1,16 @@
 //! Checkpoints: the writer thread signs each grown log's tree head as a C2SP checkpoint,
 //! at most once per interval, and stores it; the HTTP layer serves the latest ones.
 //!
+//! A tick signs at most `max_logs` logs, so that events spread over many tenants cannot
+//! turn the writer into a signing machine: logs someone waits on (a `?proof=true` read)
+//! come first, then the others in the order they grew; the rest wait for the next tick.
+//! At shutdown every grown log is signed.
+//!
 //! Invariant: a checkpoint is published only after it is stored, and only for a tree size
 //! whose events and tiles are committed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use stele_core::Timestamp;
@@ -42,6 +48,8 @@ pub struct Published {
     latest: RwLock<HashMap<String, Arc<Signed>>>,
     /// Bumped after every publication, so waiters can wake.
     generation: watch::Sender<u64>,
+    /// Logs a reader waits on, signed before the others at the next tick.
+    wanted: Mutex<HashSet<String>>,
 }
 
 impl Published {
@@ -49,7 +57,13 @@ impl Published {
         Published {
             latest: RwLock::new(initial.into_iter().map(|(t, s)| (t, Arc::new(s))).collect()),
             generation: watch::channel(0).0,
+            wanted: Mutex::default(),
         }
+    }
+
+    /// The logs readers waited on since the last call.
+    fn take_wanted(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.wanted.lock().expect("wanted poisoned"))
     }
 
     pub fn latest(&self, tenant: &str) -> Option<Arc<Signed>> {
@@ -76,6 +90,10 @@ impl Published {
             if covers(&now) {
                 return now;
             }
+            self.wanted
+                .lock()
+                .expect("wanted poisoned")
+                .insert(tenant.to_string());
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
                 _ => return None,
@@ -102,8 +120,12 @@ pub struct Checkpointer {
     key: SignerKey,
     origin: String,
     interval: Duration,
+    /// Logs signed at most per tick.
+    max_logs: usize,
     /// Logs grown since their last checkpoint.
-    dirty: BTreeSet<String>,
+    dirty: HashSet<String>,
+    /// The same logs in the order they grew (with entries of logs signed since, skipped).
+    grown: VecDeque<String>,
     last: Option<Instant>,
     published: Arc<Published>,
 }
@@ -115,23 +137,56 @@ impl Checkpointer {
         key: SignerKey,
         origin: String,
         interval: Duration,
+        max_logs: usize,
         published: Arc<Published>,
         dirty: BTreeSet<String>,
     ) -> Checkpointer {
-        Checkpointer {
+        let mut checkpointer = Checkpointer {
             key,
             origin,
             interval,
-            dirty,
+            max_logs,
+            dirty: HashSet::new(),
+            grown: VecDeque::new(),
             last: None,
             published,
-        }
+        };
+        dirty.iter().for_each(|tenant| checkpointer.grew(tenant));
+        checkpointer
     }
 
     pub fn grew(&mut self, tenant: &str) {
         if !self.dirty.contains(tenant) {
             self.dirty.insert(tenant.to_string());
+            self.grown.push_back(tenant.to_string());
         }
+    }
+
+    /// The logs to sign now, removed from the grown ones: all of them at shutdown,
+    /// otherwise up to `max_logs`, waited-on logs first, then in the order they grew.
+    fn due_logs(&mut self, all: bool) -> Vec<String> {
+        let limit = if all { usize::MAX } else { self.max_logs };
+        let mut due: Vec<String> = self
+            .published
+            .take_wanted()
+            .into_iter()
+            .filter(|tenant| self.dirty.contains(tenant))
+            .take(limit)
+            .collect();
+        due.iter().for_each(|tenant| {
+            self.dirty.remove(tenant);
+        });
+        while due.len() < limit
+            && let Some(tenant) = self.grown.pop_front()
+        {
+            if self.dirty.remove(&tenant) {
+                due.push(tenant);
+            }
+        }
+        if self.dirty.is_empty() {
+            self.grown.clear();
+        }
+        due
     }
 
     /// When the next checkpoint is due; `None` while no log grew.
@@ -149,18 +204,20 @@ impl Checkpointer {
         self.deadline().is_some_and(|at| at <= Instant::now())
     }
 
-    /// Signs and stores a checkpoint for every grown log, in one transaction, then
-    /// publishes them. On failure the logs stay dirty and are retried an interval later.
-    pub fn sign(&mut self, writer: &mut dyn LogWriter) {
+    /// Signs and stores a checkpoint for the due logs (every grown one when `all`), in one
+    /// transaction, then publishes them. On failure the logs stay grown and are retried an
+    /// interval later.
+    pub fn sign(&mut self, writer: &mut dyn LogWriter, all: bool) {
         if self.dirty.is_empty() {
             return;
         }
         self.last = Some(Instant::now());
         let signed_at = Timestamp::from_datetime(time::OffsetDateTime::now_utc())
             .expect("the clock is in range");
-        let mut stored = Vec::with_capacity(self.dirty.len());
-        let mut signed = Vec::with_capacity(self.dirty.len());
-        for tenant in &self.dirty {
+        let due = self.due_logs(all);
+        let mut stored = Vec::with_capacity(due.len());
+        let mut signed = Vec::with_capacity(due.len());
+        for tenant in &due {
             let Some(head) = writer.tree_head(tenant) else {
                 continue;
             };
@@ -174,6 +231,7 @@ impl Checkpointer {
                 Ok(note) => note,
                 Err(e) => {
                     tracing::error!(tenant, error = %e, "cannot sign a checkpoint");
+                    due.iter().for_each(|tenant| self.grew(tenant));
                     return;
                 }
             };
@@ -197,12 +255,12 @@ impl Checkpointer {
             Ok(()) => {
                 metrics::counter!("stele_checkpoints_signed_total").increment(signed.len() as u64);
                 tracing::debug!(logs = signed.len(), "checkpoints signed");
-                self.dirty.clear();
                 self.published.publish(signed);
             }
             Err(e) => {
                 metrics::counter!("stele_checkpoint_failures_total").increment(1);
                 tracing::error!(error = %e, "storing checkpoints failed; retrying later");
+                due.iter().for_each(|tenant| self.grew(tenant));
             }
         }
     }
