@@ -73,7 +73,7 @@ pub(crate) fn time_verify(
     database_url: Option<&str>,
     index: bool,
     events: u64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Value)> {
     let data = data.to_str().context("the data directory is not UTF-8")?;
     let mut args = vec!["verify", "--data", data, "--key", key, "--json"];
     if let Some(url) = database_url {
@@ -93,7 +93,7 @@ pub(crate) fn time_verify(
     if !success || summary["ok"] != true || summary["events"] != events {
         bail!("`stele {}` failed:\n{stdout}{stderr}", args.join(" "));
     }
-    Ok(seconds)
+    Ok((seconds, summary))
 }
 
 /// The baseline: the leaf hash (SHA-256) of every stored event's canonical bytes, read in
@@ -220,9 +220,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Report> {
     let key = crate::server::verifier_key(&data)?;
     let key = key.as_str();
     crate::server::settle();
-    let verify = time_verify(&data, key, database_url, false, n)?;
+    let (verify, _) = time_verify(&data, key, database_url, false, n)?;
     // `--index` checks the store as well, then the index against it: its rate covers both.
-    let verify_index = time_verify(&data, key, database_url, true, n)?;
+    let (verify_index, _) = time_verify(&data, key, database_url, true, n)?;
     let baseline = hash_baseline(&data, database_url, n)?;
 
     let (rate, baseline_rate) = (n as f64 / verify, n as f64 / baseline);

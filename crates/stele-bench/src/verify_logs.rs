@@ -45,14 +45,15 @@ pub async fn run(args: VerifyLogsArgs) -> anyhow::Result<Report> {
     load(&args, &many, args.logs).await?;
     server::settle();
     let n = args.events as u64;
-    let one_s = time_verify(&one, &verifier_key(&one)?, None, false, n)?;
-    let many_s = time_verify(&many, &verifier_key(&many)?, None, false, n)?;
+    let (one_s, _) = time_verify(&one, &verifier_key(&one)?, None, false, n)?;
+    let (many_s, summary) = time_verify(&many, &verifier_key(&many)?, None, false, n)?;
     let (one_rate, many_rate) = (n as f64 / one_s, n as f64 / many_s);
     let mut report = Report::new("verify-logs");
     report
         .set("store", "sqlite")
         .set("events", args.events)
         .set("logs", args.logs)
+        .set("checkpoints", summary["checkpoints"].clone())
         .set("verify_seconds", many_s)
         .set("verify_events_per_s", many_rate)
         .set("baseline_seconds", one_s)

@@ -810,6 +810,61 @@ pub mod suite {
         }
     }
 
+    pub fn many_logs_are_read_at_once_as_log_by_log(backend: Backend) {
+        let store = (backend.open)();
+        let mut writer = store.writer().expect("writer");
+        let now = ts("2026-01-01T00:00:00Z");
+        // Logs a, b, c, d of 1 to 4 events, with a checkpoint after each.
+        for (i, tenant) in ["a", "b", "c", "d"].iter().enumerate() {
+            for _ in 0..=i {
+                writer
+                    .append(&[server_event(tenant, "doc.read")], now)
+                    .expect("append");
+                let size = writer.tree_head(tenant).expect("head").size;
+                writer
+                    .add_checkpoints(&[StoredCheckpoint {
+                        tenant: tenant.to_string(),
+                        size,
+                        signed_at: now,
+                        note: format!("example.org/{tenant}\n{size}\nroot\n\n— sig\n"),
+                    }])
+                    .expect("add_checkpoints");
+            }
+        }
+        let rows = store
+            .read_logs("b", "d", 100)
+            .expect("read_logs")
+            .expect("fits");
+        assert_eq!(rows.keys().collect::<Vec<_>>(), vec!["b", "c", "d"]);
+        for (tenant, contents) in &rows {
+            let size = size_of(store.as_ref(), tenant);
+            assert_eq!(
+                contents.events,
+                store.read_range(tenant, 0, 100).expect("read_range")
+            );
+            assert_eq!(contents.events.len() as u64, size);
+            assert_eq!(
+                contents.tiles,
+                store.scan_tiles(tenant, None, 100).expect("scan_tiles")
+            );
+            assert_eq!(
+                contents.checkpoints,
+                store.scan_checkpoints(tenant, 0, 100).expect("scan")
+            );
+            assert_eq!(contents.checkpoints.len() as u64, size);
+        }
+        // b, c and d hold 9 events: a limit below that says so instead of cutting a log.
+        assert_eq!(store.read_logs("b", "d", 8).expect("read_logs"), None);
+        assert!(store.read_logs("b", "d", 9).expect("read_logs").is_some());
+        assert!(
+            store
+                .read_logs("x", "z", 0)
+                .expect("read_logs")
+                .expect("fits")
+                .is_empty()
+        );
+    }
+
     pub fn checkpoints_are_kept_in_order(backend: Backend) {
         let store = (backend.open)();
         let mut writer = store.writer().expect("writer");
@@ -940,6 +995,7 @@ macro_rules! store_conformance_suite {
             tiles_describe_the_tree_after_every_batch,
             proofs_for_any_earlier_size_come_from_stored_tiles,
             checkpoints_are_kept_in_order,
+            many_logs_are_read_at_once_as_log_by_log,
             only_one_writer,
             readers_see_committed_batches_while_writing,
             settings_are_kept_beside_the_log,

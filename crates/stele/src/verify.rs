@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::mpsc::{Receiver, SyncSender};
-use stele_store::{LogStore, StoredCheckpoint, StoredEvent};
+use stele_store::{LogContents, LogHead, LogStore, StoredCheckpoint, StoredEvent};
 use stele_tlog::merkle::{EMPTY_ROOT, NodeHash};
 use stele_tlog::note::{VerifierKey, verify_checkpoint};
 use stele_tlog::tiles::{Tile, TileBuilder, TileId};
@@ -55,29 +55,47 @@ pub fn verify_store(
     let mut rest = heads.as_slice();
     while let Some(head) = rest.first() {
         if head.size >= READ_BATCH as u64 {
-            verify_log(store, key, &head.tenant, head.size, problems, summary, &bar)?;
+            let log = Log {
+                store,
+                key,
+                tenant: &head.tenant,
+                recorded_size: head.size,
+                bar: &bar,
+            };
+            log.verify(Rows::Store, problems, summary)?;
             summary.logs += 1;
             rest = &rest[1..];
             continue;
         }
-        let run = rest
+        let run = small_run(rest);
+        let (first, last) = (&rest[0].tenant, &rest[run - 1].tenant);
+        // The run's rows in three reads, unless a tampered store holds far more rows than
+        // its logs record: then log by log.
+        let mut loaded = store
+            .read_logs(first, last, SMALL_RUN_ROWS)
+            .with_context(|| format!("reading logs {first} to {last}"))?;
+        let sources: Vec<(&LogHead, Rows)> = rest[..run]
             .iter()
-            .take(SMALL_LOGS_AT_ONCE)
-            .take_while(|h| h.size < READ_BATCH as u64)
-            .count();
-        let checked: Vec<(Problems, Summary)> = rest[..run]
-            .par_iter()
             .map(|head| {
+                let rows = match &mut loaded {
+                    Some(logs) => Rows::Loaded(logs.remove(&head.tenant).unwrap_or_default()),
+                    None => Rows::Store,
+                };
+                (head, rows)
+            })
+            .collect();
+        let checked: Vec<(Problems, Summary)> = sources
+            .into_par_iter()
+            .map(|(head, rows)| {
                 let (mut found, mut counted) = (Problems::default(), Summary::default());
-                verify_log(
+                let log = Log {
                     store,
                     key,
-                    &head.tenant,
-                    head.size,
-                    &mut found,
-                    &mut counted,
-                    &bar,
-                )?;
+                    tenant: &head.tenant,
+                    recorded_size: head.size,
+                    bar: &bar,
+                };
+                log.verify(rows, &mut found, &mut counted)?;
                 anyhow::Ok((found, counted))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -95,7 +113,40 @@ pub fn verify_store(
 }
 
 /// Small logs checked side by side at a time.
-const SMALL_LOGS_AT_ONCE: usize = 256;
+const SMALL_LOGS_AT_ONCE: usize = 1_024;
+/// Most events (and most tile rows, and checkpoints) a run of small logs is read with.
+const SMALL_RUN_ROWS: usize = 100_000;
+
+/// How many of the logs at the start of `heads` (the first one is small) are read and
+/// checked together: small ones, holding at most `SMALL_RUN_ROWS` events together.
+fn small_run(heads: &[LogHead]) -> usize {
+    let mut events = 0;
+    let run = heads
+        .iter()
+        .take(SMALL_LOGS_AT_ONCE)
+        .take_while(|h| {
+            events += h.size;
+            h.size < READ_BATCH as u64 && events <= SMALL_RUN_ROWS as u64
+        })
+        .count();
+    run.max(1)
+}
+
+/// Where a log's rows come from: read from the store as the check goes, or read already.
+enum Rows {
+    Store,
+    Loaded(LogContents),
+}
+
+/// One log being checked.
+struct Log<'a> {
+    store: &'a dyn LogStore,
+    key: &'a VerifierKey,
+    tenant: &'a str,
+    /// The size its log row records.
+    recorded_size: u64,
+    bar: &'a ProgressBar,
+}
 
 pub fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -131,91 +182,105 @@ struct Signed {
     place: String,
 }
 
-fn verify_log(
-    store: &dyn LogStore,
-    key: &VerifierKey,
-    tenant: &str,
-    recorded_size: u64,
-    problems: &mut Problems,
-    summary: &mut Summary,
-    bar: &ProgressBar,
-) -> anyhow::Result<()> {
-    bar.set_message(tenant.to_string());
-    let checkpoints = signed_checkpoints(store, key, tenant, problems, summary)?;
-    let mut roots = RootCheck {
-        tenant,
-        pending: checkpoints.iter().peekable(),
-    };
-    let mut tree = TileBuilder::new();
-    let mut tiles = TileCheck::new(store, tenant);
-    roots.at(&tree, problems);
+impl Log<'_> {
+    fn verify(
+        &self,
+        rows: Rows,
+        problems: &mut Problems,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let Log {
+            store,
+            key,
+            tenant,
+            recorded_size,
+            bar,
+        } = *self;
+        bar.set_message(tenant.to_string());
+        let (events, stored_checkpoints, tiles) = match rows {
+            Rows::Store => (None, stored_checkpoints(store, tenant)?, None),
+            Rows::Loaded(log) => (Some(log.events), log.checkpoints, Some(log.tiles)),
+        };
+        let checkpoints = signed_checkpoints(stored_checkpoints, key, tenant, problems, summary);
+        let mut roots = RootCheck {
+            tenant,
+            pending: checkpoints.iter().peekable(),
+        };
+        let mut tree = TileBuilder::new();
+        let mut tiles = TileCheck::new(store, tenant, tiles);
+        roots.at(&tree, problems);
 
-    let mut expected_seq: u64 = 0;
-    let mut take = |events: Vec<StoredEvent>, checked: Vec<Checked>, problems: &mut Problems| {
-        for (stored, (leaf, position)) in events.iter().zip(checked) {
-            check_position(tenant, stored, expected_seq, position, problems);
-            check_leaf(tenant, stored, leaf, problems);
-            // The seq the next stored event should have; a gap is reported once, not at
-            // every later event.
-            expected_seq = stored.seq + 1;
-            tree.push(leaf.into());
-            roots.at(&tree, problems);
-        }
-        for tile in tree.take_writes() {
-            tiles.expect(tile, problems)?;
-        }
-        summary.events += events.len() as u64;
-        bar.inc(events.len() as u64);
-        anyhow::Ok(())
-    };
-    if recorded_size < READ_BATCH as u64 {
-        // A small log (the common case when there are many): read and checked on this
-        // thread, in as many batches as the store holds.
-        let mut next = 0;
-        loop {
-            let events = store
-                .read_range(tenant, next, READ_BATCH)
-                .with_context(|| format!("reading log {tenant}"))?;
-            let Some(last) = events.last() else { break };
-            next = last.seq + 1;
+        let mut expected_seq: u64 = 0;
+        let mut take =
+            |events: Vec<StoredEvent>, checked: Vec<Checked>, problems: &mut Problems| {
+                for (stored, (leaf, position)) in events.iter().zip(checked) {
+                    check_position(tenant, stored, expected_seq, position, problems);
+                    check_leaf(tenant, stored, leaf, problems);
+                    // The seq the next stored event should have; a gap is reported once, not at
+                    // every later event.
+                    expected_seq = stored.seq + 1;
+                    tree.push(leaf.into());
+                    roots.at(&tree, problems);
+                }
+                for tile in tree.take_writes() {
+                    tiles.expect(tile, problems)?;
+                }
+                summary.events += events.len() as u64;
+                bar.inc(events.len() as u64);
+                anyhow::Ok(())
+            };
+        if let Some(events) = events {
             let checked = events.iter().map(|e| check_bytes(tenant, e)).collect();
             take(events, checked, problems)?;
-        }
-    } else {
-        // Three stages overlap: one thread reads batches from the store, the next hashes
-        // and parses each batch's events in parallel, and this one builds the tree in order.
-        std::thread::scope(|scope| -> anyhow::Result<()> {
-            let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
-            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(2);
-            scope.spawn(move || read_stage(store, tenant, read_tx));
-            scope.spawn(move || hash_stage(tenant, read_rx, checked_tx));
-            for batch in checked_rx {
-                let (events, checked) = batch?;
-                if events.is_empty() {
-                    break;
-                }
+        } else if recorded_size < READ_BATCH as u64 {
+            // A small log read on its own: read and checked on this thread, in as many
+            // batches as the store holds.
+            let mut next = 0;
+            loop {
+                let events = store
+                    .read_range(tenant, next, READ_BATCH)
+                    .with_context(|| format!("reading log {tenant}"))?;
+                let Some(last) = events.last() else { break };
+                next = last.seq + 1;
+                let checked = events.iter().map(|e| check_bytes(tenant, e)).collect();
                 take(events, checked, problems)?;
             }
-            Ok(())
-        })?;
+        } else {
+            // Three stages overlap: one thread reads batches from the store, the next hashes
+            // and parses each batch's events in parallel, and this one builds the tree in order.
+            std::thread::scope(|scope| -> anyhow::Result<()> {
+                let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
+                let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(2);
+                scope.spawn(move || read_stage(store, tenant, read_tx));
+                scope.spawn(move || hash_stage(tenant, read_rx, checked_tx));
+                for batch in checked_rx {
+                    let (events, checked) = batch?;
+                    if events.is_empty() {
+                        break;
+                    }
+                    take(events, checked, problems)?;
+                }
+                Ok(())
+            })?;
+        }
+        let size = tree.size();
+        if size != recorded_size {
+            problems.add(
+                tenant,
+                "log",
+                format!("the log records {recorded_size} events but {size} are stored"),
+            );
+        }
+        for cp in roots.pending {
+            problems.add(
+                tenant,
+                &cp.place,
+                format!("signed for {} events but the log holds {size}", cp.size),
+            );
+        }
+        summary.tiles += tiles.finish(size, problems)?;
+        Ok(())
     }
-    let size = tree.size();
-    if size != recorded_size {
-        problems.add(
-            tenant,
-            "log",
-            format!("the log records {recorded_size} events but {size} are stored"),
-        );
-    }
-    for cp in roots.pending {
-        problems.add(
-            tenant,
-            &cp.place,
-            format!("signed for {} events but the log holds {size}", cp.size),
-        );
-    }
-    summary.tiles += tiles.finish(size, problems)?;
-    Ok(())
 }
 
 /// A batch as read, and each event's leaf hash and what its bytes say of its position.
@@ -354,15 +419,8 @@ impl RootCheck<'_> {
     }
 }
 
-/// Every stored checkpoint of `tenant` whose signature verifies, sorted by size; the
-/// others are problems.
-fn signed_checkpoints(
-    store: &dyn LogStore,
-    key: &VerifierKey,
-    tenant: &str,
-    problems: &mut Problems,
-    summary: &mut Summary,
-) -> anyhow::Result<Vec<Signed>> {
+/// Every stored checkpoint row of `tenant`.
+fn stored_checkpoints(store: &dyn LogStore, tenant: &str) -> anyhow::Result<Vec<StoredCheckpoint>> {
     const PAGE: usize = 1_000;
     let mut all: Vec<StoredCheckpoint> = Vec::new();
     loop {
@@ -370,9 +428,20 @@ fn signed_checkpoints(
         let done = page.len() < PAGE;
         all.extend(page);
         if done {
-            break;
+            return Ok(all);
         }
     }
+}
+
+/// The stored checkpoints of `tenant` whose signatures verify, sorted by size; the others
+/// are problems.
+fn signed_checkpoints(
+    all: Vec<StoredCheckpoint>,
+    key: &VerifierKey,
+    tenant: &str,
+    problems: &mut Problems,
+    summary: &mut Summary,
+) -> Vec<Signed> {
     // A size-0 checkpoint is never issued; one stored would be forged, and is checked too.
     // Signatures are most of the work when logs are many and small: check them in parallel.
     let verified: Vec<_> = all
@@ -414,7 +483,7 @@ fn signed_checkpoints(
         }
     }
     signed.sort_by_key(|s| s.size);
-    Ok(signed)
+    signed
 }
 
 /// Compares the stored tile rows with the tiles recomputed from the events. Level-0 rows
@@ -432,13 +501,15 @@ struct TileCheck<'a> {
 }
 
 impl<'a> TileCheck<'a> {
-    fn new(store: &'a dyn LogStore, tenant: &'a str) -> Self {
+    /// Compares against `tenant`'s stored rows: `loaded`, or read from `store` as needed.
+    fn new(store: &'a dyn LogStore, tenant: &'a str, loaded: Option<Vec<Tile>>) -> Self {
+        let exhausted = loaded.is_some();
         TileCheck {
             store,
             tenant,
-            rows: Default::default(),
+            rows: loaded.unwrap_or_default().into(),
             after: None,
-            exhausted: false,
+            exhausted,
             upper: BTreeMap::new(),
             checked: 0,
         }

@@ -14,8 +14,8 @@ mod writer;
 use writer::PgWriter;
 
 use crate::{
-    LogHead, LogStore, LogWriter, Result, StoreError, StoredCheckpoint, StoredEvent, stored,
-    tile_from_row,
+    LogHead, LogRows, LogStore, LogWriter, Result, StoreError, StoredCheckpoint, StoredEvent,
+    stored, tile_from_row,
 };
 use postgres::{Client, NoTls};
 use std::collections::HashMap;
@@ -295,6 +295,57 @@ impl LogStore for PgStore {
                 &[&tenant, &limit, &offset],
             )?;
             rows.iter().map(checkpoint).collect()
+        })
+    }
+
+    fn read_logs(&self, first: &str, last: &str, max_rows: usize) -> Result<Option<LogRows>> {
+        let cap = i64::try_from(max_rows).unwrap_or(i64::MAX - 1) + 1;
+        self.with_client(|c| {
+            let mut logs = LogRows::new();
+            let rows = c.query(
+                "SELECT l.tenant, e.seq, e.leaf_hash, e.body FROM logs l
+                 JOIN events e ON e.log_id = l.log_id WHERE l.tenant BETWEEN $1 AND $2
+                 ORDER BY l.tenant, e.seq LIMIT $3",
+                &[&first, &last, &cap],
+            )?;
+            if rows.len() > max_rows {
+                return Ok(None);
+            }
+            for r in rows {
+                let event = stored(r.get(1), r.get(2), r.get(3))?;
+                logs.entry(r.get(0)).or_default().events.push(event);
+            }
+            let rows = c.query(
+                "SELECT l.tenant, t.level, t.idx, t.width, t.hashes FROM logs l
+                 JOIN tiles t ON t.log_id = l.log_id WHERE l.tenant BETWEEN $1 AND $2
+                 ORDER BY l.tenant, t.level, t.idx, t.width LIMIT $3",
+                &[&first, &last, &cap],
+            )?;
+            if rows.len() > max_rows {
+                return Ok(None);
+            }
+            for r in rows {
+                let (level, width): (i16, i16) = (r.get(1), r.get(3));
+                let tile = tile_from_row(i64::from(level), r.get(2), i64::from(width), r.get(4))?;
+                logs.entry(r.get(0)).or_default().tiles.push(tile);
+            }
+            let rows = c.query(
+                "SELECT l.tenant, c.size, c.signed_at, c.note FROM logs l
+                 JOIN checkpoints c ON c.log_id = l.log_id WHERE l.tenant BETWEEN $1 AND $2
+                 ORDER BY l.tenant, c.size, c.checkpoint_id LIMIT $3",
+                &[&first, &last, &cap],
+            )?;
+            if rows.len() > max_rows {
+                return Ok(None);
+            }
+            for r in &rows {
+                let cp = checkpoint(r)?;
+                logs.entry(cp.tenant.clone())
+                    .or_default()
+                    .checkpoints
+                    .push(cp);
+            }
+            Ok(Some(logs))
         })
     }
 

@@ -10,8 +10,8 @@ mod writer;
 use writer::SqliteWriter;
 
 use crate::{
-    LogHead, LogStore, LogWriter, Result, StoreError, StoredCheckpoint, StoredEvent, stored,
-    tile_from_row,
+    LogHead, LogRows, LogStore, LogWriter, Result, StoreError, StoredCheckpoint, StoredEvent,
+    stored, tile_from_row,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -313,6 +313,59 @@ impl LogStore for SqliteStore {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = stmt.query_map(params![tenant, limit, offset], checkpoint_row)?;
             rows.map(|row| checkpoint(row?)).collect()
+        })
+    }
+
+    fn read_logs(&self, first: &str, last: &str, max_rows: usize) -> Result<Option<LogRows>> {
+        let cap = i64::try_from(max_rows).unwrap_or(i64::MAX - 1) + 1;
+        self.with_reader(|conn| {
+            let mut logs = LogRows::new();
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.tenant, e.seq, e.leaf_hash, e.body FROM logs l
+                 JOIN events e ON e.log_id = l.log_id WHERE l.tenant BETWEEN ?1 AND ?2
+                 ORDER BY l.tenant, e.seq LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![first, last, cap])?;
+            let mut count = 0;
+            while let Some(r) = rows.next()? {
+                count += 1;
+                let event = stored(r.get(1)?, r.get(2)?, r.get(3)?)?;
+                logs.entry(r.get(0)?).or_default().events.push(event);
+            }
+            if count > max_rows {
+                return Ok(None);
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.tenant, t.level, t.idx, t.width, t.hashes FROM logs l
+                 JOIN tiles t ON t.log_id = l.log_id WHERE l.tenant BETWEEN ?1 AND ?2
+                 ORDER BY l.tenant, t.level, t.idx, t.width LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![first, last, cap])?;
+            let mut count = 0;
+            while let Some(r) = rows.next()? {
+                count += 1;
+                let tile = tile_from_row(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)?;
+                logs.entry(r.get(0)?).or_default().tiles.push(tile);
+            }
+            if count > max_rows {
+                return Ok(None);
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.tenant, c.size, c.signed_at, c.note FROM logs l
+                 JOIN checkpoints c ON c.log_id = l.log_id WHERE l.tenant BETWEEN ?1 AND ?2
+                 ORDER BY l.tenant, c.size, c.checkpoint_id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![first, last, cap], checkpoint_row)?;
+            let mut count = 0;
+            for row in rows {
+                count += 1;
+                let cp = checkpoint(row?)?;
+                logs.entry(cp.tenant.clone())
+                    .or_default()
+                    .checkpoints
+                    .push(cp);
+            }
+            Ok((count <= max_rows).then_some(logs))
         })
     }
 
