@@ -449,8 +449,26 @@ async fn min_seq_says_how_the_wait_ended(backend: Backend) {
     server.stop();
 }
 
+/// A seq assigned but not searchable within the wait limit (5 s) says so, and the page
+/// answers what the index holds.
+async fn min_seq_says_when_the_wait_timed_out(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    // The index commits only after a minute: nothing becomes searchable during the test.
+    let slow = "[index]\nmax_commit_interval_ms = 60000\nquiet_interval_ms = 60000\n";
+    let server = start(&backend, dir.path(), Some(slow));
+    load_samples(&server, 3, 3).await;
+    let started = std::time::Instant::now();
+    let (status, page) = get(&server, "/v1/events?min_seq=2").await;
+    assert_eq!(status, 200, "{}", short(&page));
+    assert_eq!(page["min_seq_wait"], "timed_out");
+    assert_eq!(page["events"].as_array().unwrap().len(), 0);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4));
+    server.stop();
+}
+
 crate::on_both_backends!(
     min_seq_says_how_the_wait_ended,
+    min_seq_says_when_the_wait_timed_out,
     hostile_requests_are_refused_and_change_nothing,
     refusals_name_what_is_wrong,
     logs_are_paged_and_capped,
