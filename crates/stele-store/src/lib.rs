@@ -233,6 +233,15 @@ pub trait MetaStore: Send + Sync {
     fn init_setting(&self, name: &str, value: &str) -> Result<String>;
     /// Sets `name` to `value`, replacing any earlier value.
     fn put_setting(&self, name: &str, value: &str) -> Result<()>;
+
+    /// The record `id` of `kind` (a JSON document), if stored.
+    fn record(&self, kind: &str, id: &str) -> Result<Option<String>>;
+    /// Every record of `kind`, by id.
+    fn records(&self, kind: &str) -> Result<Vec<(String, String)>>;
+    /// Stores a new record; `false` (and nothing changed) if `id` of `kind` exists.
+    fn insert_record(&self, kind: &str, id: &str, value: &str) -> Result<bool>;
+    /// Stores the record, replacing any earlier value.
+    fn put_record(&self, kind: &str, id: &str, value: &str) -> Result<()>;
 }
 
 /// The names of the settings the store itself knows.

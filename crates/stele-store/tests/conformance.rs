@@ -726,6 +726,46 @@ pub mod suite {
         assert!(reopened.heads().expect("heads").is_empty());
     }
 
+    pub fn records_are_kept_by_kind_and_id(backend: Backend) {
+        let store = (backend.open)();
+        let meta = store.meta();
+        assert_eq!(meta.record("api_key", "a1").expect("record"), None);
+        assert!(meta.records("api_key").expect("records").is_empty());
+        assert!(
+            meta.insert_record("api_key", "b2", "{\"n\":1}")
+                .expect("insert")
+        );
+        assert!(
+            meta.insert_record("api_key", "a1", "{\"n\":2}")
+                .expect("insert")
+        );
+        // An id taken is refused and left as it was.
+        assert!(
+            !meta
+                .insert_record("api_key", "a1", "{\"n\":3}")
+                .expect("insert")
+        );
+        meta.put_record("other", "a1", "x").expect("put");
+        meta.put_record("api_key", "b2", "{\"n\":4}").expect("put");
+        let reopened = (backend.open)();
+        assert_eq!(
+            reopened.meta().records("api_key").expect("records"),
+            vec![
+                ("a1".to_string(), "{\"n\":2}".to_string()),
+                ("b2".to_string(), "{\"n\":4}".to_string())
+            ]
+        );
+        assert_eq!(
+            reopened
+                .meta()
+                .record("other", "a1")
+                .expect("record")
+                .as_deref(),
+            Some("x")
+        );
+        assert!(reopened.heads().expect("heads").is_empty());
+    }
+
     pub fn tiles_describe_the_tree_after_every_batch(backend: Backend) {
         let store = (backend.open)();
         let mut writer = store.writer().expect("writer");
@@ -999,6 +1039,7 @@ macro_rules! store_conformance_suite {
             only_one_writer,
             readers_see_committed_batches_while_writing,
             settings_are_kept_beside_the_log,
+            records_are_kept_by_kind_and_id,
         );
     };
     (@tests $factory:expr; $($name:ident),+ $(,)?) => {
@@ -1542,7 +1583,7 @@ mod postgres_only {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
     }
 
     #[test]

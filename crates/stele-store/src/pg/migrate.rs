@@ -10,6 +10,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_settings.sql"),
     include_str!("../../migrations/postgres/0003_append_function.sql"),
+    include_str!("../../migrations/postgres/0004_records.sql"),
 ];
 /// Advisory lock key held while migrating or creating partitions ("stele"; the migration
 /// SQL uses the same number).

@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_writer_guard.sql"),
     include_str!("../../migrations/sqlite/0004_events_rowid.sql"),
     include_str!("../../migrations/sqlite/0005_settings.sql"),
+    include_str!("../../migrations/sqlite/0006_records.sql"),
 ];
 /// The schema version that added tiles: a store migrated past it gets its tree built.
 const TREE_VERSION: usize = 2;
