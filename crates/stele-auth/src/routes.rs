@@ -36,8 +36,11 @@ pub struct Route {
     pub path: &'static str,
     pub access: Access,
     pub tenant: TenantFrom,
-    /// Reads and administration are meta-audited, one event each; ingest is counted.
+    /// Reads and administration are meta-audited, one event each; ingest is counted, and
+    /// verification reads (which may be public) too. Refusals are audited on every route.
     pub audited: bool,
+    /// The meta-audit event's action.
+    pub action: &'static str,
 }
 
 const fn route(
@@ -46,6 +49,7 @@ const fn route(
     access: Access,
     tenant: TenantFrom,
     audited: bool,
+    action: &'static str,
 ) -> Route {
     Route {
         method,
@@ -53,6 +57,7 @@ const fn route(
         access,
         tenant,
         audited,
+        action,
     }
 }
 
@@ -61,54 +66,25 @@ use Permission::{Admin, Ingest, Read};
 use TenantFrom::{Body, Path, Query};
 
 /// Every route. Paths under `/docs` (the API document's pages) are public too.
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    route("POST", "/v1/events", Key(Ingest), Body, false),
-    route("GET", "/v1/events", Key(Read), Query, true),
-    route("GET", "/v1/events/{id}", Key(Read), Query, true),
-    route("GET", "/v1/traces/{correlation_id}", Key(Read), Query, true),
-    route("GET", "/v1/logs", Key(Read), TenantFrom::None, true),
-    route(
-        "GET",
-        "/v1/logs/{tenant}/checkpoint",
-        Verifiable,
-        Path,
-        false,
-    ),
-    route(
-        "GET",
-        "/v1/logs/{tenant}/checkpoints",
-        Verifiable,
-        Path,
-        false,
-    ),
-    route(
-        "GET",
-        "/v1/logs/{tenant}/proof/consistency",
-        Verifiable,
-        Path,
-        false,
-    ),
-    route(
-        "GET",
-        "/v1/logs/{tenant}/tile/{*path}",
-        Verifiable,
-        Path,
-        false,
-    ),
-    route("GET", "/v1/keys", Key(Admin), TenantFrom::None, true),
-    route("POST", "/v1/keys", Key(Admin), TenantFrom::None, true),
-    route("GET", "/v1/keys/{id}", Key(Admin), TenantFrom::None, true),
-    route(
-        "DELETE",
-        "/v1/keys/{id}",
-        Key(Admin),
-        TenantFrom::None,
-        true,
-    ),
-    route("GET", "/health/live", Public, TenantFrom::None, false),
-    route("GET", "/health/ready", Public, TenantFrom::None, false),
-    route("GET", "/metrics", Public, TenantFrom::None, false),
-    route("GET", "/openapi.json", Public, TenantFrom::None, false),
+    route("POST", "/v1/events", Key(Ingest), Body, false, "events.ingest"),
+    route("GET", "/v1/events", Key(Read), Query, true, "events.query"),
+    route("GET", "/v1/events/{id}", Key(Read), Query, true, "events.get"),
+    route("GET", "/v1/traces/{correlation_id}", Key(Read), Query, true, "traces.get"),
+    route("GET", "/v1/logs", Key(Read), TenantFrom::None, true, "logs.list"),
+    route("GET", "/v1/logs/{tenant}/checkpoint", Verifiable, Path, false, "proofs.checkpoint"),
+    route("GET", "/v1/logs/{tenant}/checkpoints", Verifiable, Path, false, "proofs.checkpoints"),
+    route("GET", "/v1/logs/{tenant}/proof/consistency", Verifiable, Path, false, "proofs.consistency"),
+    route("GET", "/v1/logs/{tenant}/tile/{*path}", Verifiable, Path, false, "proofs.tile"),
+    route("GET", "/v1/keys", Key(Admin), TenantFrom::None, true, "keys.list"),
+    route("POST", "/v1/keys", Key(Admin), TenantFrom::None, true, "keys.create"),
+    route("GET", "/v1/keys/{id}", Key(Admin), TenantFrom::None, true, "keys.get"),
+    route("DELETE", "/v1/keys/{id}", Key(Admin), TenantFrom::None, true, "keys.revoke"),
+    route("GET", "/health/live", Public, TenantFrom::None, false, "health.live"),
+    route("GET", "/health/ready", Public, TenantFrom::None, false, "health.ready"),
+    route("GET", "/metrics", Public, TenantFrom::None, false, "metrics.get"),
+    route("GET", "/openapi.json", Public, TenantFrom::None, false, "openapi.get"),
 ];
 
 /// The route `method` + `path` (as matched), if declared.
@@ -121,7 +97,7 @@ pub fn find(method: &str, path: &str) -> Option<&'static Route> {
         .find(|r| r.path == path && (r.method == method || (method == "HEAD" && r.method == "GET")))
 }
 
-const DOCS: Route = route("GET", "/docs", Public, TenantFrom::None, false);
+const DOCS: Route = route("GET", "/docs", Public, TenantFrom::None, false, "docs.get");
 
 /// The permission a `Verifiable` route needs of a key.
 pub const VERIFIABLE: Permission = Permission::Proofs;
@@ -142,6 +118,7 @@ mod tests {
                 r.path
             );
             assert_eq!(find(r.method, r.path), Some(r));
+            stele_core::validate_action(r.action).unwrap();
             // A tenant in the path is declared as the path's.
             assert_eq!(r.path.contains("{tenant}"), r.tenant == Path, "{}", r.path);
         }

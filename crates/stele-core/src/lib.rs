@@ -19,6 +19,6 @@ pub use event::{
 pub use seal::{Presealed, SealTime, Seq};
 pub use timestamp::Timestamp;
 pub use validate::{
-    IngestDefaults, Limits, Prepared, ValidationError, prepare, prepare_json, validate_action,
-    validate_tenant,
+    IngestDefaults, Limits, Prepared, ValidationError, prepare, prepare_json, prepare_reserved,
+    validate_action, validate_tenant,
 };

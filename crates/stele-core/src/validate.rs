@@ -116,7 +116,7 @@ pub fn prepare(
         return Err(ValidationError::one("an event must be a JSON object"));
     }
     let event = serde_path_to_error::deserialize(value).map_err(shape_error)?;
-    finish(event, defaults, limits, new_id)
+    finish(event, defaults, limits, new_id, false)
 }
 
 /// Like [`prepare`], from the JSON text of one event: the event is read straight into the
@@ -134,7 +134,28 @@ pub fn prepare_json(
     let event = serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
     de.end()
         .map_err(|e| ValidationError::one(without_position(&e)))?;
-    finish(event, defaults, limits, new_id)
+    finish(event, defaults, limits, new_id, false)
+}
+
+/// Like [`prepare`], for an event Stele writes itself into one of its reserved logs
+/// (`_stele`): the same checks, but the tenant must be given and reserved.
+pub fn prepare_reserved(
+    event: Event,
+    defaults: &IngestDefaults<'_>,
+    limits: &Limits,
+    new_id: impl FnOnce() -> Uuid,
+) -> Result<Prepared, ValidationError> {
+    let reserved = event
+        .tenant
+        .as_deref()
+        .and_then(|t| t.strip_prefix('_'))
+        .is_some_and(|rest| validate_tenant(rest).is_ok());
+    if !reserved {
+        return Err(ValidationError::one(
+            "tenant: a reserved log's name is `_` and a valid name",
+        ));
+    }
+    finish(event, defaults, limits, new_id, true)
 }
 
 /// Says what is wrong with an event's shape, naming the field. Positions in the text are
@@ -173,6 +194,7 @@ fn finish(
     defaults: &IngestDefaults<'_>,
     limits: &Limits,
     new_id: impl FnOnce() -> Uuid,
+    reserved: bool,
 ) -> Result<Prepared, ValidationError> {
     let depth = event_depth(&event);
     if depth > limits.max_depth {
@@ -197,7 +219,7 @@ fn finish(
         .tenant
         .clone()
         .unwrap_or_else(|| defaults.tenant.to_string());
-    if let Err(reason) = validate_tenant(&tenant) {
+    if !reserved && let Err(reason) = validate_tenant(&tenant) {
         reasons.push(reason);
     }
     if !reasons.is_empty() {

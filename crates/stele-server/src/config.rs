@@ -20,6 +20,45 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub index: IndexConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+/// Access control: API keys on every route not declared public.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Serve without keys: every request acts as an admin and nothing is meta-audited.
+    /// Only on a loopback address (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
+    /// Tenants whose checkpoints, proofs and tiles anyone may read (`"*"`: every tenant's),
+    /// for verifiers without a key.
+    pub public_proofs: Vec<String>,
+    /// Requests each key may make per second, on average (a token bucket); 0: no limit.
+    pub requests_per_second: u32,
+    /// Requests a key may make at once above that rate.
+    pub burst: u32,
+    /// How often a node reloads the keys from the store, so that a key revoked on another
+    /// node stops working here (milliseconds).
+    pub refresh_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            insecure_no_auth: false,
+            public_proofs: Vec::new(),
+            requests_per_second: 10_000,
+            burst: 20_000,
+            refresh_ms: 500,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether `tenant`'s checkpoints, proofs and tiles are open to everyone.
+    pub fn proofs_public(&self, tenant: &str) -> bool {
+        self.public_proofs.iter().any(|t| t == "*" || t == tenant)
+    }
 }
 
 /// Connection limits and timeouts: what a slow or hostile client may hold.
@@ -95,6 +134,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -219,6 +259,18 @@ impl Config {
         if self.log.checkpoint_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "log.checkpoint_interval_ms must be positive".into(),
+            ));
+        }
+        if self.auth.insecure_no_auth && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "--insecure-no-auth serves only on a loopback address, not {}",
+                self.listen
+            )));
+        }
+        if self.auth.refresh_ms == 0 || (self.auth.requests_per_second > 0 && self.auth.burst == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "auth.refresh_ms and auth.burst must be positive".into(),
             ));
         }
         if self.log.checkpoint_max_logs == 0 {

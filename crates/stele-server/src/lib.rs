@@ -4,6 +4,7 @@
 //! Invariant: handlers never touch the store's writer; every append goes through the
 //! sequencer, and every blocking call (SQLite, tantivy) runs off the async workers.
 
+pub mod access;
 pub mod config;
 pub mod http;
 pub mod keys;
@@ -135,6 +136,34 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let keys = if config.auth.insecure_no_auth {
+        tracing::warn!(
+            "SERVING WITHOUT API KEYS (--insecure-no-auth): anyone who reaches {} may read, write and administer every tenant, and reads are not meta-audited",
+            config.listen
+        );
+        None
+    } else {
+        let (reading, data) = (store.clone(), config.data.clone());
+        let made =
+            tokio::task::spawn_blocking(move || access::bootstrap(reading.meta(), &data)).await??;
+        if let Some(path) = made {
+            tracing::warn!(
+                path = %path.display(),
+                "no API key existed: an admin key of every tenant was written to this file (mode 0600); keep it safe, then delete the file"
+            );
+        }
+        let (reading, rate, burst) = (
+            store.clone(),
+            config.auth.requests_per_second,
+            config.auth.burst,
+        );
+        let ring = Arc::new(
+            tokio::task::spawn_blocking(move || access::KeyRing::load(reading, rate, burst))
+                .await??,
+        );
+        ring.keep_fresh(Duration::from_millis(config.auth.refresh_ms))?;
+        Some(ring)
+    };
     let tile_trees = Arc::new(TileTrees::new(config.log.proof_cache_tiles));
     let state = Arc::new(AppState {
         config,
@@ -149,6 +178,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         tenants,
         index_progress,
         metrics: metrics_handle()?,
+        keys,
     });
     Ok(Bound {
         listener,

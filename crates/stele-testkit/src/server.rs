@@ -44,17 +44,30 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub data: PathBuf,
+    /// The bootstrap admin key of a server started with access control (`None` without,
+    /// or when the store had keys already).
+    pub admin_key: Option<String>,
 }
 
 impl Server {
-    /// Starts `stele serve` on `data` (created if missing) with the TOML `config`, if any;
-    /// panics if it does not start.
+    /// Starts `stele serve --insecure-no-auth` on `data` (created if missing) with the
+    /// TOML `config`, if any; panics if it does not start.
     pub fn start(data: &Path, config: Option<&str>) -> Server {
         Server::try_start(data, config).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts `stele serve` with access control; its bootstrap admin key, if it made one,
+    /// is in `admin_key`.
+    pub fn start_secured(data: &Path, config: Option<&str>) -> Server {
+        Server::launch(data, config, true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// As [`Server::start`], answering why it did not start (with the server's log).
     pub fn try_start(data: &Path, config: Option<&str>) -> Result<Server, String> {
+        Server::launch(data, config, false)
+    }
+
+    fn launch(data: &Path, config: Option<&str>, secured: bool) -> Result<Server, String> {
         std::fs::create_dir_all(data).map_err(|e| format!("creating {}: {e}", data.display()))?;
         let mut cmd = Command::new(stele_binary()?);
         cmd.arg("serve")
@@ -62,6 +75,9 @@ impl Server {
             .arg(data)
             .arg("--listen")
             .arg("127.0.0.1:0");
+        if !secured {
+            cmd.arg("--insecure-no-auth");
+        }
         if let Some(config) = config {
             let path = data.join("test-config.toml");
             std::fs::write(&path, config).map_err(|e| e.to_string())?;
@@ -87,10 +103,15 @@ impl Server {
             let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
             return Err(format!("the server did not start; its log:\n{log}"));
         };
+        let admin_key = std::fs::read_to_string(data.join("bootstrap-admin.key"))
+            .ok()
+            .filter(|_| secured)
+            .map(|k| k.trim().to_string());
         Ok(Server {
             child,
             url: url.to_string(),
             data: data.to_path_buf(),
+            admin_key,
         })
     }
 

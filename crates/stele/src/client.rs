@@ -15,6 +15,9 @@ pub struct SendArgs {
     /// Server URL.
     #[arg(long, env = "STELE_URL", default_value = "http://127.0.0.1:7700")]
     url: String,
+    /// API key (`stl_…`), sent as a bearer token.
+    #[arg(long, env = "STELE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Log for events that do not name one.
     #[arg(long)]
     tenant: Option<String>,
@@ -37,6 +40,9 @@ pub struct QueryArgs {
     /// Server URL.
     #[arg(long, env = "STELE_URL", default_value = "http://127.0.0.1:7700")]
     url: String,
+    /// API key (`stl_…`), sent as a bearer token.
+    #[arg(long, env = "STELE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[arg(long)]
     tenant: Option<String>,
     /// occurred_at >= FROM (RFC 3339)
@@ -101,6 +107,21 @@ pub struct QueryArgs {
     format: Format,
 }
 
+/// An HTTP client that sends `api_key` (if any) as a bearer token with every request.
+pub fn http_client(api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                .map_err(|_| anyhow::anyhow!("the API key holds characters a header cannot"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 fn endpoint(url: &str, path: &str) -> String {
     format!("{}{path}", url.trim_end_matches('/'))
 }
@@ -144,7 +165,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     if events.is_empty() {
         bail!("no events in the input");
     }
-    let client = reqwest::Client::new();
+    let client = http_client(args.api_key.as_deref())?;
     let (mut stored, mut duplicates) = (0usize, 0usize);
     for (n, chunk) in events.chunks(SEND_CHUNK).enumerate() {
         let mut request = client.post(endpoint(&args.url, "/v1/events")).json(&chunk);
@@ -209,7 +230,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         }
     }
     params.push(("order", if args.desc { "desc" } else { "asc" }.to_string()));
-    let client = reqwest::Client::new();
+    let client = http_client(args.api_key.as_deref())?;
     let mut printed = 0;
     let mut cursor: Option<String> = None;
     let mut all = Vec::new();

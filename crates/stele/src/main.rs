@@ -1,6 +1,7 @@
 //! The `stele` command: run the server, send and query events, rebuild the search index,
 //! manage the signing key, and verify a log offline or as a monitor.
 
+mod apikeys;
 mod client;
 mod monitor;
 mod proof;
@@ -44,7 +45,7 @@ enum Command {
     Reindex(ReindexArgs),
     /// Apply pending schema migrations to a PostgreSQL store (servers also do on start).
     Migrate(MigrateArgs),
-    /// Manage the checkpoint signing key.
+    /// Manage the checkpoint signing key and the API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Verify a log: offline from a data directory, or as a monitor of a running server.
@@ -69,6 +70,8 @@ enum KeysCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    #[command(flatten)]
+    Api(apikeys::ApiKeyCommand),
 }
 
 #[derive(Args)]
@@ -116,6 +119,9 @@ struct VerifyArgs {
     /// Entries per log whose inclusion the monitor checks.
     #[arg(long, default_value_t = 16, requires = "url")]
     samples: usize,
+    /// API key (`stl_…`) for the monitored server, unless its proofs are public.
+    #[arg(long, env = "STELE_API_KEY", hide_env_values = true, requires = "url")]
+    api_key: Option<String>,
     /// Print a one-line JSON summary instead of text.
     #[arg(long)]
     json: bool,
@@ -152,6 +158,10 @@ struct ServeArgs {
     /// it; the data directory then holds only this node's search index.
     #[arg(long, env = "STELE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Serve without API keys: anyone who reaches the port is an admin, and reads are not
+    /// meta-audited. Only on a loopback address; for trying Stele out.
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 #[derive(Args)]
@@ -196,6 +206,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if args.database_url.is_some() {
         config.database_url = args.database_url;
+    }
+    if args.insecure_no_auth {
+        config.auth.insecure_no_auth = true;
     }
     Ok(config)
 }
@@ -261,6 +274,9 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", key.verifier());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(KeysCommand::Api(command)) => runtime
+            .block_on(apikeys::run(command))
+            .map(|()| ExitCode::SUCCESS),
         Command::Keys(KeysCommand::Generate { name, out }) => {
             let key = stele_server::keys::generate(&name)?;
             stele_server::keys::write_new(&out, &key)?;
@@ -448,7 +464,8 @@ fn verify_index(
 
 async fn verify_url(url: &str, args: &VerifyArgs) -> anyhow::Result<bool> {
     let key = verifier_key(args.key.as_deref().expect("clap requires --key with --url"))?;
-    let monitor = monitor::Monitor::new(url, key.clone(), args.samples.max(1));
+    let http = client::http_client(args.api_key.as_deref())?;
+    let monitor = monitor::Monitor::new(url, key.clone(), args.samples.max(1), http);
     let mut state = match &args.state {
         Some(path) => monitor::State::load(path)?,
         None => monitor::State::default(),

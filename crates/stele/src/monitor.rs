@@ -59,9 +59,9 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(url: &str, key: VerifierKey, samples: usize) -> Monitor {
+    pub fn new(url: &str, key: VerifierKey, samples: usize, http: reqwest::Client) -> Monitor {
         Monitor {
-            http: reqwest::Client::new(),
+            http,
             base: url.trim_end_matches('/').to_string(),
             key,
             samples,

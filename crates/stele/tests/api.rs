@@ -772,8 +772,8 @@ async fn problem_bodies_are_stable(backend: Backend) {
             http.get(server.endpoint("/v1/events?cursor=garbage")),
         ),
         (
-            "GET /v1/events?tenant=_stele",
-            http.get(server.endpoint("/v1/events?tenant=_stele")),
+            "GET /v1/events?tenant=_private",
+            http.get(server.endpoint("/v1/events?tenant=_private")),
         ),
         (
             "GET /v1/events/{unknown id}",

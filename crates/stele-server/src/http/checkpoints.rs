@@ -2,9 +2,12 @@
 //! as a C2SP signed note, and every stored checkpoint for monitors.
 
 use super::AppState;
+use super::audit::ResultCount;
 use super::error::{ApiError, blocking};
 use super::params::{ParamReader, Params, tenant_name, whole};
+use crate::access::Caller;
 use crate::workers::checkpointer::Signed;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +34,7 @@ pub(super) fn latest(state: &AppState, tenant: &str) -> Result<Arc<Signed>, ApiE
 /// List the logs
 ///
 /// In name order, a page at a time (`limit`, then `cursor` = the previous page's
-/// `next_cursor`).
+/// `next_cursor`). Only the logs the key may read are listed.
 #[utoipa::path(get, path = "/v1/logs", tag = "verification", operation_id = "list_logs",
     params(
         ("limit" = Option<usize>, Query, description = "1..=1000, default 100"),
@@ -45,6 +48,7 @@ pub(super) fn latest(state: &AppState, tenant: &str) -> Result<Arc<Signed>, ApiE
     ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(raw): Params,
 ) -> Result<Response, ApiError> {
     let p = ParamReader::new(raw, &["limit", "cursor"])?;
@@ -59,13 +63,31 @@ pub async fn list(
         })?,
     };
     let store = state.store.clone();
-    // One more than a page tells whether another follows.
-    let mut heads = blocking(move || Ok(store.heads_after(&after, limit + 1)?)).await?;
+    let reader = caller.clone();
+    // One more than a page tells whether another follows. Logs the key may not read are
+    // skipped, reading on until the page is full or the logs end.
+    let mut heads = blocking(move || {
+        let mut found = Vec::new();
+        let mut after = after;
+        loop {
+            let batch = store.heads_after(&after, limit + 1)?;
+            let done = batch.len() <= limit;
+            if let Some(last) = batch.last() {
+                after = last.tenant.clone();
+            }
+            found.extend(batch.into_iter().filter(|h| reader.may_read(&h.tenant)));
+            if done || found.len() > limit {
+                return Ok(found);
+            }
+        }
+    })
+    .await?;
     let more = heads.len() > limit;
     heads.truncate(limit);
     let next_cursor = more
         .then(|| heads.last().map(|h| log_cursor::encode(&h.tenant)))
         .flatten();
+    let count = heads.len() as u64;
     let logs = heads
         .into_iter()
         .map(|h| LogInfo {
@@ -74,7 +96,9 @@ pub async fn list(
             size: h.size,
         })
         .collect();
-    Ok(axum::Json(LogList { logs, next_cursor }).into_response())
+    let mut response = axum::Json(LogList { logs, next_cursor }).into_response();
+    response.extensions_mut().insert(ResultCount(count));
+    Ok(response)
 }
 
 /// Cursors of the log listing: the last name of a page, opaque to clients.

@@ -4,6 +4,7 @@
 
 use crate::config::HttpConfig;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -18,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets open
 /// connections finish their requests for up to the drain deadline, and drops the rest.
@@ -45,10 +47,10 @@ pub async fn serve(
             () = &mut shutdown => break,
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -59,7 +61,13 @@ pub async fn serve(
         };
         while open.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for the meta-audit.
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let builder = builder.clone();
         let mut stopped = stopped.clone();
         open.spawn(async move {

@@ -285,7 +285,15 @@ pub async fn list(
         serde_json::to_writer(&mut out, &waited).expect("writes to a Vec");
     }
     out.push(b'}');
-    Ok(json_response(out))
+    Ok(counted(json_response(out), events.len()))
+}
+
+/// Notes how many results an answer holds, for the meta-audit.
+pub(super) fn counted(mut response: Response, n: usize) -> Response {
+    response
+        .extensions_mut()
+        .insert(super::audit::ResultCount(n as u64));
+    response
 }
 
 /// Get one event by id
@@ -342,9 +350,9 @@ pub async fn get(
             out.extend_from_slice(b",\"proof\":");
             serde_json::to_writer(&mut out, &proof).expect("writes to a Vec");
             out.push(b'}');
-            Ok(json_response(out))
+            Ok(counted(json_response(out), 1))
         }
-        Some(event) => Ok(json_response(event.bytes)),
+        Some(event) => Ok(counted(json_response(event.bytes), 1)),
         None => Err(ApiError::not_found(format!(
             "no event {id} in log `{tenant}`"
         ))),

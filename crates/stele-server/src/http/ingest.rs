@@ -3,7 +3,10 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::middleware::DeniedReason;
 use super::params::{ParamReader, Params};
+use crate::access::Caller;
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,6 +15,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 use stele_api::{ErrorCode, EventError, IngestResponse, Receipt};
+use stele_auth::Permission;
 use stele_core::validate::{IngestDefaults, prepare_json};
 use stele_core::{Limits, Timestamp};
 use stele_store::NewEvent;
@@ -150,6 +154,7 @@ fn decode(bytes: Bytes, encoding: Encoding, max: usize) -> Result<Bytes, ApiErro
 )]
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(raw): Params,
     headers: HeaderMap,
     body: Body,
@@ -177,7 +182,7 @@ pub async fn ingest(
             )
         })?
         .map_err(|_| too_large(limits.max_body_bytes))?;
-    let tenant = ParamReader::new(raw, &["tenant"])?.tenant(&state)?;
+    let tenant = ParamReader::new(raw, &["tenant"])?.writable_tenant(&state)?;
     let max_events = limits.max_events_per_request;
     let max_body = limits.max_body_bytes;
 
@@ -195,6 +200,22 @@ pub async fn ingest(
         tokio::task::spawn_blocking(work).await??
     };
 
+    // Every event's log must be one the key may append to; otherwise nothing is stored.
+    let mut checked: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for event in &events {
+        let tenant = event.tenant.as_str();
+        if !checked.insert(tenant) {
+            continue;
+        }
+        if let Err(denied) = caller.authorize(Permission::Ingest, Some(tenant)) {
+            let mut response =
+                ApiError::new(ErrorCode::Forbidden, denied.to_string()).into_response();
+            response
+                .extensions_mut()
+                .insert(DeniedReason(denied.to_string()));
+            return Ok(response);
+        }
+    }
     state
         .tenants
         .admit(events.iter().map(|e| e.tenant.as_str()))

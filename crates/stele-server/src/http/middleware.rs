@@ -1,16 +1,23 @@
 //! The layers every request passes: request ids (kept from the client or made here, and
 //! returned), request metrics with label values from closed sets, and a panic in a handler
-//! turned into a problem+json 500 instead of a dropped connection.
+//! turned into a problem+json 500 instead of a dropped connection; and on every API route,
+//! the guard: the route's declared permission, the caller's key, the meta-audit.
 
+use super::AppState;
+use super::audit::{Attempt, ResultCount, Who};
 use super::error::problem_response;
-use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode};
+use crate::access::{self, Caller, KeyRing, Refusal};
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::{RequestExt, Router};
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Instant;
 use stele_api::{ErrorCode, Problem};
+use stele_auth::Denied;
+use stele_auth::routes::{self, Access, Route, TenantFrom};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -21,6 +28,170 @@ pub fn layers(router: Router) -> Router {
         .layer(middleware::from_fn(count_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The guard, on every routed API request (a route layer: the route is known). The
+/// route's entry in the route table says who may call it; a route missing there is
+/// refused. Public routes pass; otherwise the bearer key must be valid, within its rate,
+/// hold the route's permission and cover the request's tenants (`{tenant}` in the path,
+/// or every `tenant` query parameter, else the default tenant; ingest checks each event's
+/// tenant itself). Refusals, reads and administration are meta-audited; if that record
+/// cannot be written, the answer is not given (503).
+pub async fn guard(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
+        return next.run(request).await;
+    };
+    let Some(route) = routes::find(request.method().as_str(), &path) else {
+        tracing::error!(method = %request.method(), path, "refused a route that declares no permission");
+        return problem_response(Problem::new(
+            ErrorCode::Internal,
+            "this route declares no permission",
+        ));
+    };
+    let Some(ring) = state.keys.clone() else {
+        request.extensions_mut().insert(Caller::Insecure);
+        return next.run(request).await;
+    };
+    let tenants = route_tenants(route, &mut request, &state.config.default_tenant).await;
+    let permission = match route.access {
+        Access::Public => return next.run(request).await,
+        Access::Verifiable
+            if !tenants.is_empty()
+                && tenants.iter().all(|t| state.config.auth.proofs_public(t)) =>
+        {
+            return next.run(request).await;
+        }
+        Access::Verifiable => routes::VERIFIABLE,
+        Access::Key(permission) => permission,
+    };
+    let attempt = Attempt::of(&request, route, &tenants);
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let key = match ring.authenticate(header, access::now()) {
+        Ok(key) => key,
+        Err(Refusal::Limited(wait)) => {
+            // Not meta-audited: a client over its rate would otherwise fill the log.
+            let mut response = problem_response(Problem::new(
+                ErrorCode::RateLimited,
+                "too many requests with this API key",
+            ));
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&seconds.to_string()).expect("digits"),
+            );
+            return response;
+        }
+        Err(Refusal::Denied(denied)) => {
+            let claimed = KeyRing::claimed_id(header);
+            return refuse(&state, &attempt, Who::Claimed(claimed), denied).await;
+        }
+    };
+    let tenant_list: Vec<Option<&str>> = if tenants.is_empty() {
+        vec![None]
+    } else {
+        tenants.iter().map(|t| Some(t.as_str())).collect()
+    };
+    for tenant in tenant_list {
+        if let Err(denied) = stele_auth::authorize(&key, permission, tenant, access::now()) {
+            return refuse(&state, &attempt, Who::Key(&key), denied).await;
+        }
+    }
+    request.extensions_mut().insert(Caller::Key(key.clone()));
+    let response = next.run(request).await;
+    let status = response.status();
+    let refused = matches!(status.as_u16(), 401 | 403);
+    if !(route.audited || refused) {
+        return response;
+    }
+    let results = response.extensions().get::<ResultCount>().map(|c| c.0);
+    let reason = response
+        .extensions()
+        .get::<DeniedReason>()
+        .map(|r| r.0.clone());
+    match attempt
+        .record(&state, Who::Key(&key), status, results, reason.as_deref())
+        .await
+    {
+        Ok(()) => response,
+        Err(e) if status.is_success() => {
+            tracing::error!(
+                code = e.code.code(),
+                "the meta-audit record could not be written; the answer is withheld"
+            );
+            e.into_response()
+        }
+        Err(_) => response,
+    }
+}
+
+/// Why a handler refused a request (a response extension), for the meta-audit.
+#[derive(Debug, Clone)]
+pub struct DeniedReason(pub String);
+
+/// Answers a refusal (401 or 403) after recording it.
+async fn refuse(state: &AppState, attempt: &Attempt, who: Who<'_>, denied: Denied) -> Response {
+    let (code, status) = match &denied {
+        Denied::Unauthenticated(_) => (ErrorCode::Unauthenticated, StatusCode::UNAUTHORIZED),
+        Denied::Forbidden(_) => (ErrorCode::Forbidden, StatusCode::FORBIDDEN),
+    };
+    let reason = denied.to_string();
+    if let Err(e) = attempt
+        .record(state, who, status, None, Some(&reason))
+        .await
+    {
+        tracing::warn!(
+            code = e.code.code(),
+            "a refused request could not be meta-audited"
+        );
+    }
+    metrics::counter!("stele_auth_refusals_total", "status" => status_label(status)).increment(1);
+    problem_response(Problem::new(code, reason))
+}
+
+/// The tenants a request is about, by where its route takes them from: the path's
+/// `{tenant}`, every `tenant` query parameter (else the default tenant), or none (routes
+/// of no one tenant, and ingest, whose handler checks each event's tenant).
+async fn route_tenants(route: &Route, request: &mut Request, default: &str) -> Vec<String> {
+    match route.tenant {
+        TenantFrom::None | TenantFrom::Body => Vec::new(),
+        TenantFrom::Path => request
+            .extract_parts::<RawPathParams>()
+            .await
+            .map(|p| {
+                p.iter()
+                    .filter(|(name, _)| *name == "tenant")
+                    .map(|(_, v)| v.to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        TenantFrom::Query => {
+            let named: Vec<String> =
+                axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+                    .map(|q| {
+                        q.0.into_iter()
+                            .filter(|(name, _)| name == "tenant")
+                            .map(|(_, v)| v)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            if named.is_empty() {
+                vec![default.to_string()]
+            } else {
+                named
+            }
+        }
+    }
 }
 
 /// A handler panicked: log what it said, answer a generic 500.
@@ -53,47 +224,30 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Every route the router serves, as a metric label.
-const ROUTES: &[&str] = &[
-    "/v1/events",
-    "/v1/events/{id}",
-    "/v1/traces/{correlation_id}",
-    "/v1/logs",
-    "/v1/logs/{tenant}/checkpoint",
-    "/v1/logs/{tenant}/checkpoints",
-    "/v1/logs/{tenant}/proof/consistency",
-    "/v1/logs/{tenant}/tile/{*path}",
-    "/health/live",
-    "/health/ready",
-    "/metrics",
-    "/openapi.json",
-];
-
-/// The matched route as a metric label: one of [`ROUTES`], `docs` for the API docs' pages,
-/// else `unmatched`.
+/// The matched route as a metric label: a path of the route table, `docs` for the API
+/// docs' pages, else `unmatched`.
 fn route_label(request: &Request) -> &'static str {
     let Some(matched) = request.extensions().get::<MatchedPath>() else {
         return "unmatched";
     };
     let path = matched.as_str();
-    ROUTES
+    if path.starts_with("/docs") {
+        return "docs";
+    }
+    stele_auth::routes::ROUTES
         .iter()
-        .copied()
-        .find(|r| *r == path)
-        .unwrap_or(if path.starts_with("/docs") {
-            "docs"
-        } else {
-            "unmatched"
-        })
+        .find(|r| r.path == path)
+        .map_or("unmatched", |r| r.path)
 }
 
 /// The status as a metric label, from a closed set.
 fn status_label(status: StatusCode) -> &'static str {
-    const LABELS: [(u16, &str); 15] = [
+    const LABELS: [(u16, &str); 17] = [
         (200, "200"),
         (201, "201"),
         (304, "304"),
         (400, "400"),
+        (401, "401"),
         (403, "403"),
         (404, "404"),
         (405, "405"),
@@ -103,6 +257,7 @@ fn status_label(status: StatusCode) -> &'static str {
         (413, "413"),
         (415, "415"),
         (422, "422"),
+        (429, "429"),
         (500, "500"),
         (503, "503"),
     ];
@@ -188,13 +343,32 @@ mod tests {
     }
 
     #[test]
-    fn every_route_is_a_known_label() {
-        // The router's routes and the document's paths are the label set (the document
-        // writes `{*path}` as `{path}`).
+    fn every_documented_operation_declares_who_may_call_it() {
+        // Every operation of the document is in the route table (the document writes
+        // `{*path}` as `{path}`), and so has a permission and a metric label; the table
+        // has nothing the document lacks.
         let doc: serde_json::Value = serde_json::from_str(&crate::http::openapi_json()).unwrap();
-        for path in doc["paths"].as_object().unwrap().keys() {
+        let mut documented = Vec::new();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
             let route = path.replace("{path}", "{*path}");
-            assert!(ROUTES.contains(&route.as_str()), "{route} is not a label");
+            for method in operations.as_object().unwrap().keys() {
+                let method = method.to_uppercase();
+                let declared = stele_auth::routes::find(&method, &route);
+                assert!(
+                    declared.is_some(),
+                    "{method} {route} declares no permission"
+                );
+                documented.push((method, route.clone()));
+            }
+        }
+        for r in stele_auth::routes::ROUTES {
+            assert!(
+                documented.contains(&(r.method.to_string(), r.path.to_string()))
+                    || r.path == "/openapi.json",
+                "{} {} is declared but not documented",
+                r.method,
+                r.path
+            );
         }
         assert_eq!(status_label(StatusCode::IM_A_TEAPOT), "4xx");
         assert_eq!(status_label(StatusCode::CREATED), "201");

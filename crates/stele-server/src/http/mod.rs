@@ -2,12 +2,14 @@
 //! Handlers, one module per resource, convert between wire types (`stele-api`) and core
 //! types at this edge and call into the store, the index and the sequencer.
 
+pub mod audit;
 mod checkpoints;
 pub mod connections;
 pub mod error;
 mod events;
 mod health;
 mod ingest;
+mod keys;
 pub mod middleware;
 mod params;
 mod proofs;
@@ -19,6 +21,7 @@ use crate::config::Config;
 use crate::sequencer::Sequencer;
 use crate::workers::checkpointer::Published;
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -45,6 +48,8 @@ pub struct AppState {
     /// Changes after every search index commit.
     pub index_progress: watch::Sender<Progress>,
     pub metrics: PrometheusHandle,
+    /// The API keys; `None` with `--insecure-no-auth`.
+    pub keys: Option<Arc<crate::access::KeyRing>>,
 }
 
 #[derive(OpenApi)]
@@ -54,12 +59,14 @@ pub struct AppState {
         ingest::ingest, events::list, events::get, traces::trace,
         checkpoints::list, checkpoints::checkpoint, checkpoints::checkpoints,
         proofs::consistency, tiles::tile,
+        keys::list, keys::create, keys::get, keys::revoke,
         health::live, health::ready, health::metrics,
     ),
     components(schemas(stele_api::Problem, stele_api::EventError)),
     tags(
         (name = "events", description = "Ingest and read audit events"),
         (name = "verification", description = "Checkpoints, tiles and proofs of the verifiable log"),
+        (name = "access", description = "API keys (admins of every tenant)"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -88,9 +95,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(proofs::consistency),
         )
         .route("/v1/logs/{tenant}/tile/{*path}", get(tiles::tile))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", get(keys::get).delete(keys::revoke))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route_layer(from_fn_with_state(state.clone(), middleware::guard))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);

@@ -77,6 +77,14 @@ impl ParamReader {
         tenant_name(&tenant)
     }
 
+    /// As [`ParamReader::tenant`], but a log clients may write: not a reserved one.
+    pub(super) fn writable_tenant(&self, state: &AppState) -> Result<String, ApiError> {
+        let tenant = self.tenant(state)?;
+        stele_core::validate_tenant(&tenant)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
+        Ok(tenant)
+    }
+
     /// `min_seq`: the read waits until the search index reaches it.
     pub(super) fn min_seq(&self) -> Result<Option<u64>, ApiError> {
         self.parsed("min_seq", |v| {
@@ -96,8 +104,12 @@ impl ParamReader {
     }
 }
 
-/// A log name from a path or parameter, checked.
+/// A log name from a path or parameter, checked: a client's log, or the meta-audit log
+/// (which only Stele writes).
 pub(super) fn tenant_name(raw: &str) -> Result<String, ApiError> {
+    if raw == stele_auth::META_TENANT {
+        return Ok(raw.to_string());
+    }
     stele_core::validate_tenant(raw).map_err(|e| ApiError::new(ErrorCode::InvalidTenant, e))?;
     Ok(raw.to_string())
 }

@@ -76,10 +76,12 @@ pub async fn trace(
                 page.indexed_through,
             );
             trace.min_seq_wait = waited;
-            serde_json::to_vec(&trace).map_err(ApiError::internal)
+            let n = stored.len();
+            Ok((serde_json::to_vec(&trace).map_err(ApiError::internal)?, n))
         })
         .await?;
-    Ok(json_response(body))
+    let (body, n) = body;
+    Ok(super::events::counted(json_response(body), n))
 }
 
 fn occurred(e: &Event) -> Timestamp {
