@@ -461,3 +461,67 @@ async fn a_node_with_another_key_refuses_to_start() {
     b.stop();
     a.stop();
 }
+
+/// A key revoked on one node stops working on another within a second, and a key made on
+/// one works on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_node_within_a_second() {
+    let Some(schema) = schema().await else { return };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start_secured(a_dir.path(), Some(&node_config(&schema.url, None)));
+    let admin = a.admin_key.clone().expect("the first node makes the bootstrap key");
+    let key_file = a_dir.path().join("signing.key");
+    let b = Server::start_secured(
+        b_dir.path(),
+        Some(&node_config(&schema.url, Some(&key_file))),
+    );
+    assert!(b.admin_key.is_none(), "the second node made a second bootstrap key");
+    let http = client();
+    let made = http
+        .post(a.endpoint("/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "reader", "role": "reader", "scope": "all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    let (reader, id) = (
+        made["key"].as_str().unwrap().to_string(),
+        made["record"]["id"].as_str().unwrap().to_string(),
+    );
+    let status_on_b = |key: String| {
+        let (http, url) = (http.clone(), b.endpoint("/v1/logs"));
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_on_b(reader.clone()).await != 200 {
+        assert!(Instant::now() < deadline, "node b never accepted the new key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let revoked = http
+        .delete(a.endpoint(&format!("/v1/keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let revoked_at = Instant::now();
+    while status_on_b(reader.clone()).await != 401 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "node b still accepts the key a second after its revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.stop();
+    a.stop();
+}
