@@ -104,7 +104,25 @@ pub async fn drive(
     bodies: Arc<Vec<Vec<u8>>>,
     clients: usize,
 ) -> anyhow::Result<(Duration, Vec<f64>)> {
+    drive_as(url, bodies, clients, None).await
+}
+
+/// As [`drive`], sending `api_key` as a bearer token.
+pub async fn drive_as(
+    url: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    api_key: Option<&str>,
+) -> anyhow::Result<(Duration, Vec<f64>)> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse()?,
+        );
+    }
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(clients)
         .timeout(Duration::from_secs(120))
         .build()?;

@@ -2,6 +2,7 @@
 //! is reported next to a baseline measured in the same run on the same machine, as a ratio;
 //! the last line printed is one JSON object with all the figures.
 
+mod auth;
 mod crash;
 mod heavy;
 mod ingest;
@@ -39,6 +40,8 @@ enum Scenario {
     VerifyLogs(verify_logs::VerifyLogsArgs),
     /// `/health/live` latency while clients read maximum-size traces and listings.
     HeavyReads(heavy::HeavyArgs),
+    /// One event per request with an ingest key, against the same without keys.
+    Auth(auth::AuthArgs),
 }
 
 /// Options every scenario shares.
@@ -69,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Crash(args) => runtime.block_on(crash::run(args))?,
         Scenario::VerifyLogs(args) => runtime.block_on(verify_logs::run(args))?,
         Scenario::HeavyReads(args) => runtime.block_on(heavy::run(args))?,
+        Scenario::Auth(args) => runtime.block_on(auth::run(args))?,
     };
     report.print();
     Ok(())

@@ -47,8 +47,8 @@ impl Default for AuthConfig {
         AuthConfig {
             insecure_no_auth: false,
             public_proofs: Vec::new(),
-            requests_per_second: 10_000,
-            burst: 20_000,
+            requests_per_second: 20_000,
+            burst: 40_000,
             refresh_ms: 500,
         }
     }

@@ -62,6 +62,11 @@ impl Server {
         Server::launch(data, config, true).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// As [`Server::start_secured`], answering why it did not start.
+    pub fn launch_secured(data: &Path, config: Option<&str>) -> Result<Server, String> {
+        Server::launch(data, config, true)
+    }
+
     /// As [`Server::start`], answering why it did not start (with the server's log).
     pub fn try_start(data: &Path, config: Option<&str>) -> Result<Server, String> {
         Server::launch(data, config, false)

@@ -469,13 +469,19 @@ async fn a_revocation_reaches_every_node_within_a_second() {
     let Some(schema) = schema().await else { return };
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Server::start_secured(a_dir.path(), Some(&node_config(&schema.url, None)));
-    let admin = a.admin_key.clone().expect("the first node makes the bootstrap key");
+    let admin = a
+        .admin_key
+        .clone()
+        .expect("the first node makes the bootstrap key");
     let key_file = a_dir.path().join("signing.key");
     let b = Server::start_secured(
         b_dir.path(),
         Some(&node_config(&schema.url, Some(&key_file))),
     );
-    assert!(b.admin_key.is_none(), "the second node made a second bootstrap key");
+    assert!(
+        b.admin_key.is_none(),
+        "the second node made a second bootstrap key"
+    );
     let http = client();
     let made = http
         .post(a.endpoint("/v1/keys"))
@@ -504,7 +510,10 @@ async fn a_revocation_reaches_every_node_within_a_second() {
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while status_on_b(reader.clone()).await != 200 {
-        assert!(Instant::now() < deadline, "node b never accepted the new key");
+        assert!(
+            Instant::now() < deadline,
+            "node b never accepted the new key"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let revoked = http
