@@ -54,6 +54,7 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", 405, "Method not allowed"),
     Overloaded => ("overloaded", 503, "The ingest queue is full; retry later"),
     CheckpointPending => ("checkpoint_pending", 503, "No signed checkpoint covers this yet; retry shortly"),
+    Timeout => ("timeout", 503, "The request took longer than the server allows; retry later, or ask for less"),
     Unavailable => ("unavailable", 503, "The service is shutting down or its store is unavailable"),
     StoreCorrupt => ("store_corrupt", 500, "The store holds data that fails an integrity check; the operator has been alerted in the server log"),
     Internal => ("internal", 500, "Internal error"),

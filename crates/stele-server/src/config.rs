@@ -77,6 +77,13 @@ pub struct HttpConfig {
     /// After SIGTERM, connections still open after this long (milliseconds) are dropped;
     /// the queue is then committed and the final checkpoints signed.
     pub shutdown_drain_ms: u64,
+    /// A read or administrative request still unanswered after this long (milliseconds)
+    /// answers 503 `timeout` (ingest is bounded by the body-read timeout and the queue).
+    pub request_timeout_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (and `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +154,9 @@ impl Default for HttpConfig {
             idle_timeout_ms: 75_000,
             max_connections: 4_096,
             shutdown_drain_ms: 20_000,
+            request_timeout_ms: 60_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -238,6 +248,7 @@ impl Config {
         let h = &self.http;
         if h.header_read_timeout_ms == 0
             || h.body_read_timeout_ms == 0
+            || h.request_timeout_ms == 0
             || h.idle_timeout_ms == 0
             || h.max_connections == 0
         {
@@ -259,6 +270,11 @@ impl Config {
         if self.log.checkpoint_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "log.checkpoint_interval_ms must be positive".into(),
+            ));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert and http.tls_key go together".into(),
             ));
         }
         if self.auth.insecure_no_auth && !self.listen.ip().is_loopback() {

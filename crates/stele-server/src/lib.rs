@@ -64,6 +64,7 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
 /// A server whose store, index and writer are open and whose socket is bound.
 pub struct Bound {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
     indexer: Indexer,
 }
@@ -133,6 +134,10 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         Box::new(move || notifier.notify()),
         checkpointer,
     )?;
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(http::connections::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -182,6 +187,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     });
     Ok(Bound {
         listener,
+        tls,
         state,
         indexer,
     })
@@ -231,6 +237,11 @@ fn load_checkpoints(store: &dyn LogStore) -> anyhow::Result<(Published, BTreeSet
 }
 
 impl Bound {
+    /// `https` with TLS configured, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -247,12 +258,13 @@ impl Bound {
     ) -> anyhow::Result<()> {
         let Bound {
             listener,
+            tls,
             state,
             indexer,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, data = %state.config.data.display(), "stele listening");
         let app = http::router(state.clone());
-        http::connections::serve(listener, app, &state.config.http, shutdown).await;
+        http::connections::serve(listener, app, &state.config.http, tls, shutdown).await;
         tracing::info!("draining the ingest queue");
         let writer_state = state.clone();
         tokio::task::spawn_blocking(move || {

@@ -162,6 +162,12 @@ struct ServeArgs {
     /// meta-audited. Only on a loopback address; for trying Stele out.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, env = "STELE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "STELE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -209,6 +215,10 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if args.insecure_no_auth {
         config.auth.insecure_no_auth = true;
+    }
+    if args.tls_cert.is_some() {
+        config.http.tls_cert = args.tls_cert;
+        config.http.tls_key = args.tls_key;
     }
     Ok(config)
 }
@@ -510,7 +520,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM right after the line below must stop gracefully.
     let shutdown = shutdown_signal()?;
     // The one line on standard output: scripts and tests read the address from it.
-    println!("stele listening on http://{}", bound.local_addr());
+    println!(
+        "stele listening on {}://{}",
+        bound.scheme(),
+        bound.local_addr()
+    );
     bound.serve(shutdown).await
 }
 

@@ -859,7 +859,75 @@ async fn secrets_appear_nowhere(backend: Backend) {
     }
 }
 
+/// One raw HTTP/1.1 request over TLS that trusts only `cert`; answers the whole response.
+async fn https_request(url: &str, cert: &[u8], request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert.to_vec()))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let addr = url.strip_prefix("https://").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn tls_serves_https_and_keys_still_apply(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let config = format!(
+        "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let data = dir.path().join("data");
+    let (server, admin) = start_secured(&backend, &data, Some(&config));
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let der = certified.cert.der().to_vec();
+    let live = https_request(
+        &server.url,
+        &der,
+        "GET /health/live HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let denied = https_request(
+        &server.url,
+        &der,
+        "GET /v1/logs HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    let request = format!(
+        "GET /v1/logs HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {admin}\r\nconnection: close\r\n\r\n"
+    );
+    let listed = https_request(&server.url, &der, &request).await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = client()
+        .get(server.url.replace("https://", "http://") + "/health/live")
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    server.stop();
+}
+
 crate::on_both_backends!(
+    tls_serves_https_and_keys_still_apply,
     every_route_answers_each_role_as_documented,
     no_route_crosses_tenants,
     reads_and_refusals_are_meta_audited_and_verifiable,

@@ -466,7 +466,29 @@ async fn min_seq_says_when_the_wait_timed_out(backend: Backend) {
     server.stop();
 }
 
+/// A read that outlasts `http.request_timeout_ms` answers 503 `timeout`, and the server
+/// goes on.
+async fn a_slow_read_times_out(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = "[index]\nmax_commit_interval_ms = 60000\nquiet_interval_ms = 60000\n[http]\nrequest_timeout_ms = 300\n";
+    let server = start(&backend, dir.path(), Some(slow));
+    load_samples(&server, 3, 3).await;
+    let started = std::time::Instant::now();
+    let (status, body) = get(&server, "/v1/events?min_seq=2").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("timeout")),
+        "{}",
+        short(&body)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let (status, _) = get(&server, "/health/live").await;
+    assert_eq!(status, 200);
+    server.stop();
+}
+
 crate::on_both_backends!(
+    a_slow_read_times_out,
     min_seq_says_how_the_wait_ended,
     min_seq_says_when_the_wait_timed_out,
     hostile_requests_are_refused_and_change_nothing,

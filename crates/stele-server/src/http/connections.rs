@@ -1,6 +1,7 @@
-//! The connection loop: HTTP/1.1 with a header-read timeout, an idle timeout and a cap on
-//! open connections, and a graceful shutdown with a drain deadline. (The body-read timeout
-//! is the ingest handler's: it answers 408.)
+//! The connection loop: HTTP/1.1, over TLS when configured, with a header-read timeout
+//! (which also bounds the TLS handshake), an idle timeout and a cap on open connections,
+//! and a graceful shutdown with a drain deadline. (The body-read timeout is the ingest
+//! handler's: it answers 408.)
 
 use crate::config::HttpConfig;
 use axum::Router;
@@ -27,8 +28,10 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &HttpConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let handshake = Duration::from_millis(limits.header_read_timeout_ms);
     let idle = Duration::from_millis(limits.idle_timeout_ms);
     let mut builder = http1::Builder::new();
     builder
@@ -69,33 +72,24 @@ pub async fn serve(
             },
         ));
         let builder = builder.clone();
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let tls = tls.clone();
         open.spawn(async move {
             let _permit = permit;
             let activity = Arc::new(Activity::new());
-            let io = TokioIo::new(Watched {
+            let watched = Watched {
                 inner: stream,
                 activity: activity.clone(),
-            });
-            let conn = builder.serve_connection(io, service);
-            tokio::pin!(conn);
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, "connection ended with an error");
+            };
+            match tls {
+                None => run(builder, watched, service, activity, stopped, idle).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(watched)).await {
+                        Ok(Ok(stream)) => {
+                            run(builder, stream, service, activity, stopped, idle).await;
                         }
-                        break;
-                    }
-                    _ = stopped.changed(), if !draining => {
-                        // Finish the request in progress, then close.
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    () = activity.idle_for(idle) => {
-                        tracing::debug!("closing a connection idle for {idle:?}");
-                        break;
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
             }
@@ -114,6 +108,73 @@ pub async fn serve(
         open.abort_all();
         while open.join_next().await.is_some() {}
     }
+}
+
+/// Serves one connection's requests until it closes, goes idle for `idle`, or (after a
+/// stop) finishes the request in progress.
+async fn run<S, I>(
+    builder: http1::Builder,
+    io: I,
+    service: S,
+    activity: Arc<Activity>,
+    mut stopped: watch::Receiver<bool>,
+    idle: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stopped.changed(), if !draining => {
+                // Finish the request in progress, then close.
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(idle) => {
+                tracing::debug!("closing a connection idle for {idle:?}");
+                break;
+            }
+        }
+    }
+}
+
+/// The TLS settings of `--tls-cert` and `--tls-key`: a PEM certificate chain and its PEM
+/// private key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert.display());
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{}: no PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and the key do not go together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// When a connection last moved a byte either way.
@@ -149,7 +210,7 @@ impl Activity {
     }
 }
 
-/// A socket that records its activity.
+/// A socket that records its activity (below TLS, when there is TLS).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,

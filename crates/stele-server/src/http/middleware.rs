@@ -58,7 +58,7 @@ pub async fn guard(
     };
     let Some(ring) = state.keys.clone() else {
         request.extensions_mut().insert(Caller::Insecure);
-        return next.run(request).await;
+        return run_within(&state, route, request, next).await;
     };
     let tenants = route_tenants(route, &mut request, &state.config.default_tenant).await;
     let permission = match route.access {
@@ -108,7 +108,7 @@ pub async fn guard(
         }
     }
     request.extensions_mut().insert(Caller::Key(key.clone()));
-    let response = next.run(request).await;
+    let response = run_within(&state, route, request, next).await;
     let status = response.status();
     let refused = matches!(status.as_u16(), 401 | 403);
     if !(route.audited || refused) {
@@ -132,6 +132,25 @@ pub async fn guard(
             e.into_response()
         }
         Err(_) => response,
+    }
+}
+
+/// Runs the handler; a read or administrative request gets `http.request_timeout_ms` to
+/// answer (ingest is bounded by its body-read timeout and the queue instead).
+async fn run_within(state: &AppState, route: &Route, request: Request, next: Next) -> Response {
+    if route.method == "POST" && route.path == "/v1/events" {
+        return next.run(request).await;
+    }
+    let limit = std::time::Duration::from_millis(state.config.http.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("stele_request_timeouts_total").increment(1);
+            problem_response(Problem::new(
+                ErrorCode::Timeout,
+                format!("no answer within {} ms", limit.as_millis()),
+            ))
+        }
     }
 }
 
