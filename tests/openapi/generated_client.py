@@ -1,7 +1,7 @@
 """The OpenAPI contract: a real server's /openapi.json must be a valid document, and a
 client generated from it by a standard generator must be able to ingest, list, get,
-trace and prove events against that server, sending and reading every enum by its wire
-name.
+trace and prove events against that server with an API key, sending and reading every
+enum by its wire name.
 
 Usage: python generated_client.py PATH/TO/stele   (with openapi-spec-validator and
 openapi-python-client on PATH, and httpx and attrs importable; see requirements.txt)
@@ -19,7 +19,7 @@ import tempfile
 import urllib.request
 
 
-def start(stele: str, data: pathlib.Path) -> tuple[subprocess.Popen, str]:
+def start(stele: str, data: pathlib.Path) -> tuple[subprocess.Popen, str, str]:
     log = open(data.parent / "server.log", "w")
     proc = subprocess.Popen(
         [stele, "serve", "--data", str(data), "--listen", "127.0.0.1:0"],
@@ -33,7 +33,9 @@ def start(stele: str, data: pathlib.Path) -> tuple[subprocess.Popen, str]:
     if not line.startswith(prefix):
         proc.kill()
         sys.exit(f"the server did not start: {(data.parent / 'server.log').read_text()}")
-    return proc, line[len(prefix):]
+    # The admin key the server made on its first start.
+    key = (data / "bootstrap-admin.key").read_text().strip()
+    return proc, line[len(prefix):], key
 
 
 def node(left: bytes, right: bytes) -> bytes:
@@ -88,7 +90,7 @@ def check_warnings(output: str) -> None:
 def main() -> None:
     stele = sys.argv[1]
     work = pathlib.Path(tempfile.mkdtemp(prefix="stele-openapi-"))
-    proc, url = start(stele, work / "data")
+    proc, url, key = start(stele, work / "data")
     try:
         spec_path = work / "openapi.json"
         spec_path.write_bytes(urllib.request.urlopen(url + "/openapi.json").read())
@@ -106,7 +108,7 @@ def main() -> None:
         )
         check_warnings(generated.stdout + generated.stderr)
         sys.path.insert(0, str(work / "gen"))
-        exercise(url)
+        exercise(url, key)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
@@ -114,8 +116,9 @@ def main() -> None:
     print("ok: the served OpenAPI document is valid and a generated client works")
 
 
-def exercise(url: str) -> None:
-    from stele_client import Client
+def exercise(url: str, key: str) -> None:
+    from stele_client import AuthenticatedClient, Client
+    from stele_client.api.access import list_keys
     from stele_client.api.events import get_event, get_trace, ingest_events, list_events
     from stele_client.api.verification import get_checkpoint, get_consistency_proof, list_logs
     from stele_client.models import (
@@ -123,7 +126,12 @@ def exercise(url: str) -> None:
         Level, LogList, Outcome, Problem, ProvenEvent, Step, StepStatus, Trace,
     )
 
-    client = Client(base_url=url, raise_on_unexpected_status=True)
+    client = AuthenticatedClient(base_url=url, token=key, raise_on_unexpected_status=True)
+
+    # Without a key, a problem that says so.
+    anonymous = list_events.sync_detailed(client=Client(base_url=url))
+    assert anonymous.status_code == 401, anonymous.content
+    assert isinstance(anonymous.parsed, Problem) and anonymous.parsed.code == "unauthenticated"
 
     # Ingest: enums sent by their wire names, nested objects, a step.
     events = [
@@ -199,7 +207,9 @@ def exercise(url: str) -> None:
     # The verifiable log.
     logs = list_logs.sync(client=client)
     assert isinstance(logs, LogList)
-    assert [(l.tenant, l.size) for l in logs.logs] == [("default", 2)]
+    sizes = {l.tenant: l.size for l in logs.logs}
+    assert sizes["default"] == 2, sizes
+    assert sizes["_stele"] > 0, "the reads above are not in the meta-audit log"
     note = get_checkpoint.sync("default", client=client)
     assert isinstance(note, str) and note.startswith("localhost/stele/default\n2\n"), note
     consistency = get_consistency_proof.sync("default", client=client, from_=1)
@@ -213,6 +223,13 @@ def exercise(url: str) -> None:
     assert bad.parsed.code == "invalid_query"
     missing = get_event.sync_detailed("0190b3c4-0000-7000-8000-000000000001", client=client)
     assert missing.status_code == 404 and missing.parsed.code == "not_found"
+
+    # The keys: the bootstrap admin key is listed, never with a secret.
+    keys = list_keys.sync_detailed(client=client)
+    assert keys.status_code == 200
+    listed = json.loads(keys.content)["keys"]
+    assert [k["name"] for k in listed] == ["bootstrap admin"], listed
+    assert key.split("_")[2] not in keys.content.decode()
     print(json.dumps({"receipts": len(receipts.receipts), "trace_steps": len(trace.steps)}))
 
 

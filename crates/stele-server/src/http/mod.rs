@@ -63,6 +63,7 @@ pub struct AppState {
         health::live, health::ready, health::metrics,
     ),
     components(schemas(stele_api::Problem, stele_api::EventError)),
+    modifiers(&KeysInTheDocument),
     tags(
         (name = "events", description = "Ingest and read audit events"),
         (name = "verification", description = "Checkpoints, tiles and proofs of the verifiable log"),
@@ -71,6 +72,83 @@ pub struct AppState {
     )
 )]
 pub struct ApiDoc;
+
+/// Writes the route table's access rules into the document: the bearer scheme, and on
+/// every operation that needs a key, the requirement (or none, for the proof routes a
+/// tenant may make public) and its 401, 403 and 429 answers.
+struct KeysInTheDocument;
+
+impl utoipa::Modify for KeysInTheDocument {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use stele_auth::routes::{self, Access};
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("stl_<key id>_<secret>")
+                    .description(Some("An API key: `Authorization: Bearer stl_…`"))
+                    .build(),
+            ),
+        );
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    stele_api::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let route_path = path.replace("{path}", "{*path}");
+            for (method, operation) in [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+            ] {
+                let (Some(operation), Some(route)) =
+                    (operation.as_mut(), routes::find(method, &route_path))
+                else {
+                    continue;
+                };
+                let mut security = vec![SecurityRequirement::new("api_key", Vec::<String>::new())];
+                match route.access {
+                    Access::Public => continue,
+                    Access::Verifiable => security.push(SecurityRequirement::default()),
+                    Access::Key(_) => {}
+                }
+                operation.security = Some(security);
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    (
+                        "401",
+                        "No valid API key (`unauthenticated`; with `WWW-Authenticate: Bearer`)",
+                    ),
+                    (
+                        "403",
+                        "The key's role or tenants do not allow this (`forbidden`)",
+                    ),
+                    (
+                        "429",
+                        "Over the key's request rate (`rate_limited`); retry after `Retry-After`",
+                    ),
+                ] {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem(description).into());
+                }
+            }
+        }
+    }
+}
 
 /// The OpenAPI document the server serves at `/openapi.json`, as pretty JSON.
 pub fn openapi_json() -> String {
