@@ -158,7 +158,17 @@ pub struct KeyRing {
     buckets: Mutex<HashMap<String, Bucket>>,
     rate: f64,
     burst: f64,
+    /// Failed authentications recorded per client address, so that a scanner cannot fill
+    /// the meta-audit log: a bucket of `FAILURES_BURST`, refilled `FAILURES_PER_SECOND`.
+    failures: Mutex<HashMap<std::net::IpAddr, Bucket>>,
 }
+
+/// Failed authentications recorded per client address and second, on average.
+const FAILURES_PER_SECOND: f64 = 10.0;
+/// And at once.
+const FAILURES_BURST: f64 = 100.0;
+/// Addresses tracked at most; beyond, the table starts over.
+const FAILURE_ADDRESSES: usize = 100_000;
 
 /// Why a request was refused before its handler ran.
 #[derive(Debug)]
@@ -181,6 +191,7 @@ impl KeyRing {
             buckets: Mutex::default(),
             rate: f64::from(requests_per_second),
             burst: f64::from(burst),
+            failures: Mutex::default(),
         };
         ring.reload()?;
         Ok(ring)
@@ -286,29 +297,55 @@ impl KeyRing {
         if self.rate <= 0.0 {
             return Ok(());
         }
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("buckets poisoned");
-        let bucket = buckets.entry(id.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate)
-            .min(self.burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.rate;
-            Err(Refusal::Limited(Duration::from_secs_f64(wait)))
+        let bucket = buckets
+            .entry(id.to_string())
+            .or_insert_with(|| Bucket::full(self.burst));
+        bucket.take(self.rate, self.burst).map_err(Refusal::Limited)
+    }
+
+    /// Whether a failed authentication from `ip` is to be recorded in the meta-audit log
+    /// (at most `FAILURES_PER_SECOND` per address on average); the others are counted.
+    pub fn record_failure_from(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        let mut failures = self.failures.lock().expect("failures poisoned");
+        if failures.len() >= FAILURE_ADDRESSES && !failures.contains_key(&ip) {
+            failures.clear();
         }
+        let bucket = failures
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(FAILURES_BURST));
+        bucket.take(FAILURES_PER_SECOND, FAILURES_BURST).is_ok()
     }
 }
 
-/// A key's token bucket.
+/// A token bucket.
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64) -> Bucket {
+        Bucket {
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token, refilled at `rate` a second up to `burst`; or how long until one is
+    /// there.
+    fn take(&mut self, rate: f64, burst: f64) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
 }
 
 /// Who is making a request, as the guard established it (a request extension).

@@ -926,7 +926,42 @@ async fn tls_serves_https_and_keys_still_apply(backend: Backend) {
     server.stop();
 }
 
+/// The size of the `_stele` log, read with `admin` (a read that is itself recorded, after
+/// the answer's size is taken).
+async fn meta_size(server: &Server, admin: &str) -> u64 {
+    let logs = get_as(server, admin, "/v1/logs").await;
+    logs.body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["tenant"] == "_stele")
+        .map_or(0, |l| l["size"].as_u64().unwrap())
+}
+
+async fn failed_authentications_cannot_flood_the_meta_log(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin) = start_secured(&backend, dir.path(), None);
+    let before = meta_size(&server, &admin).await;
+    let bad = format!("stl_{}_{}", "1".repeat(16), "2".repeat(64));
+    for _ in 0..150 {
+        assert_eq!(get_as(&server, &bad, "/v1/logs").await.status, 401);
+    }
+    // The read that took `before` is one record; the rest are failures recorded.
+    let recorded = meta_size(&server, &admin).await - before - 1;
+    assert!(
+        (100..150).contains(&recorded),
+        "{recorded} of 150 failures recorded"
+    );
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("stele_auth_failures_unrecorded_total"),
+        "{metrics}"
+    );
+    server.stop();
+}
+
 crate::on_both_backends!(
+    failed_authentications_cannot_flood_the_meta_log,
     tls_serves_https_and_keys_still_apply,
     every_route_answers_each_role_as_documented,
     no_route_crosses_tenants,

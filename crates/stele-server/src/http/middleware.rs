@@ -94,6 +94,14 @@ pub async fn guard(
         }
         Err(Refusal::Denied(denied)) => {
             let claimed = KeyRing::claimed_id(header);
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            if !ring.record_failure_from(peer) {
+                metrics::counter!("stele_auth_failures_unrecorded_total").increment(1);
+                return refusal(denied);
+            }
             return refuse(&state, &attempt, Who::Claimed(claimed), denied).await;
         }
     };
@@ -160,10 +168,7 @@ pub struct DeniedReason(pub String);
 
 /// Answers a refusal (401 or 403) after recording it.
 async fn refuse(state: &AppState, attempt: &Attempt, who: Who<'_>, denied: Denied) -> Response {
-    let (code, status) = match &denied {
-        Denied::Unauthenticated(_) => (ErrorCode::Unauthenticated, StatusCode::UNAUTHORIZED),
-        Denied::Forbidden(_) => (ErrorCode::Forbidden, StatusCode::FORBIDDEN),
-    };
+    let status = refusal_status(&denied);
     let reason = denied.to_string();
     if let Err(e) = attempt
         .record(state, who, status, None, Some(&reason))
@@ -174,8 +179,25 @@ async fn refuse(state: &AppState, attempt: &Attempt, who: Who<'_>, denied: Denie
             "a refused request could not be meta-audited"
         );
     }
+    refusal(denied)
+}
+
+fn refusal_status(denied: &Denied) -> StatusCode {
+    match denied {
+        Denied::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
+    }
+}
+
+/// The answer to a refused request (401 or 403).
+fn refusal(denied: Denied) -> Response {
+    let status = refusal_status(&denied);
+    let code = match denied {
+        Denied::Unauthenticated(_) => ErrorCode::Unauthenticated,
+        Denied::Forbidden(_) => ErrorCode::Forbidden,
+    };
     metrics::counter!("stele_auth_refusals_total", "status" => status_label(status)).increment(1);
-    problem_response(Problem::new(code, reason))
+    problem_response(Problem::new(code, denied.to_string()))
 }
 
 /// The tenants a request is about, by where its route takes them from: the path's
