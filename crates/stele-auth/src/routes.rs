@@ -87,6 +87,15 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/openapi.json", Public, TenantFrom::None, false, "openapi.get"),
 ];
 
+/// Routes whose answers are long to make (listings, traces; exports as they arrive): a key
+/// may have only `auth.max_concurrent_reads` of them in progress at once.
+pub fn is_heavy(route: &Route) -> bool {
+    matches!(
+        (route.method, route.path),
+        ("GET", "/v1/events") | ("GET", "/v1/traces/{correlation_id}")
+    )
+}
+
 /// The route `method` + `path` (as matched), if declared.
 pub fn find(method: &str, path: &str) -> Option<&'static Route> {
     if path == "/docs" || path.starts_with("/docs/") {

@@ -161,6 +161,9 @@ pub struct KeyRing {
     /// Failed authentications recorded per client address, so that a scanner cannot fill
     /// the meta-audit log: a bucket of `FAILURES_BURST`, refilled `FAILURES_PER_SECOND`.
     failures: Mutex<HashMap<std::net::IpAddr, Bucket>>,
+    /// Heavy reads in progress, per key.
+    reading: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    max_reads: usize,
 }
 
 /// Failed authentications recorded per client address and second, on average.
@@ -181,17 +184,18 @@ pub enum Refusal {
 impl KeyRing {
     pub fn load(
         store: Arc<dyn LogStore>,
-        requests_per_second: u32,
-        burst: u32,
+        limits: &crate::config::AuthConfig,
     ) -> anyhow::Result<KeyRing> {
         let ring = KeyRing {
             store,
             keys: RwLock::default(),
             used: Mutex::default(),
             buckets: Mutex::default(),
-            rate: f64::from(requests_per_second),
-            burst: f64::from(burst),
+            rate: f64::from(limits.requests_per_second),
+            burst: f64::from(limits.burst),
             failures: Mutex::default(),
+            reading: Mutex::default(),
+            max_reads: limits.max_concurrent_reads,
         };
         ring.reload()?;
         Ok(ring)
@@ -302,6 +306,19 @@ impl KeyRing {
             .entry(id.to_string())
             .or_insert_with(|| Bucket::full(self.burst));
         bucket.take(self.rate, self.burst).map_err(Refusal::Limited)
+    }
+
+    /// A place for one more heavy read by key `id`, held until the answer is made; `None`
+    /// when the key has `auth.max_concurrent_reads` in progress.
+    pub fn start_read(&self, id: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .reading
+            .lock()
+            .expect("reads poisoned")
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_reads)))
+            .clone();
+        semaphore.try_acquire_owned().ok()
     }
 
     /// Whether a failed authentication from `ip` is to be recorded in the meta-audit log

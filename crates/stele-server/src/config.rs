@@ -40,6 +40,9 @@ pub struct AuthConfig {
     /// How often a node reloads the keys from the store, so that a key revoked on another
     /// node stops working here (milliseconds).
     pub refresh_ms: u64,
+    /// Listings and traces (and exports) one key may have in progress at once; beyond,
+    /// 429.
+    pub max_concurrent_reads: usize,
 }
 
 impl Default for AuthConfig {
@@ -50,6 +53,7 @@ impl Default for AuthConfig {
             requests_per_second: 20_000,
             burst: 40_000,
             refresh_ms: 500,
+            max_concurrent_reads: 8,
         }
     }
 }

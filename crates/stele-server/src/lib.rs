@@ -157,14 +157,9 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
                 "no API key existed: an admin key of every tenant was written to this file (mode 0600); keep it safe, then delete the file"
             );
         }
-        let (reading, rate, burst) = (
-            store.clone(),
-            config.auth.requests_per_second,
-            config.auth.burst,
-        );
+        let (reading, limits) = (store.clone(), config.auth.clone());
         let ring = Arc::new(
-            tokio::task::spawn_blocking(move || access::KeyRing::load(reading, rate, burst))
-                .await??,
+            tokio::task::spawn_blocking(move || access::KeyRing::load(reading, &limits)).await??,
         );
         ring.keep_fresh(Duration::from_millis(config.auth.refresh_ms))?;
         Some(ring)
@@ -265,6 +260,10 @@ impl Bound {
         tracing::info!(addr = %listener.local_addr()?, data = %state.config.data.display(), "stele listening");
         let app = http::router(state.clone());
         http::connections::serve(listener, app, &state.config.http, tls, shutdown).await;
+        if let Some(ring) = state.keys.clone() {
+            // Key uses since the last write, so that none is lost at a stop.
+            tokio::task::spawn_blocking(move || ring.flush_uses()).await??;
+        }
         tracing::info!("draining the ingest queue");
         let writer_state = state.clone();
         tokio::task::spawn_blocking(move || {

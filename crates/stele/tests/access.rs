@@ -960,7 +960,71 @@ async fn failed_authentications_cannot_flood_the_meta_log(backend: Backend) {
     server.stop();
 }
 
+async fn a_key_has_few_heavy_reads_at_once_and_its_last_use_is_kept(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    // The index commits only after a minute, so a `min_seq` read waits its 5 s.
+    let config = "[index]\nmax_commit_interval_ms = 60000\nquiet_interval_ms = 60000\n[auth]\nmax_concurrent_reads = 1\n";
+    let (server, admin) = start_secured(&backend, dir.path(), Some(config));
+    let (reader, id) = create_key(
+        &server,
+        &admin,
+        json!({"name": "r", "role": "reader", "scope": "all"}),
+    )
+    .await;
+    let events: Vec<Value> = (0..3).map(sample_event).collect();
+    let answer = call(
+        &server,
+        Some(&admin),
+        Method::POST,
+        "/v1/events",
+        Some(&json!(events)),
+    )
+    .await;
+    assert_eq!(answer.status, 201);
+    let spawn_slow = || {
+        let (url, key) = (server.endpoint("/v1/events?min_seq=2"), reader.clone());
+        tokio::spawn(async move {
+            client()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // The slow read holds the key's one place for 5 s; a probe then gets 429. (A probe in
+    // flight when the slow read arrives sends the slow read away instead: start it again.)
+    let mut slow = spawn_slow();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let limited = loop {
+        if slow.is_finished() {
+            assert_eq!(slow.await.unwrap(), 429);
+            slow = spawn_slow();
+        }
+        let answer = get_as(&server, &reader, "/v1/traces/none").await;
+        if answer.status == 429 {
+            break answer;
+        }
+        assert_eq!(answer.status, 404, "{}", answer.body);
+        assert!(Instant::now() < deadline, "never limited");
+    };
+    assert_eq!(limited.body["code"], "rate_limited");
+    assert_eq!(limited.retry_after.as_deref(), Some("1"));
+    // Another key is not held up, and other routes are not limited.
+    assert_eq!(get_as(&server, &admin, "/v1/events").await.status, 200);
+    assert_eq!(get_as(&server, &reader, "/v1/logs").await.status, 200);
+    assert_eq!(slow.await.unwrap(), 200);
+    server.stop();
+    // The last use was written at the stop.
+    let server = Server::start_secured(dir.path(), backend.config(Some(config)).as_deref());
+    let key = get_as(&server, &admin, &format!("/v1/keys/{id}")).await;
+    assert!(key.body["last_used_at"].is_string(), "{}", key.body);
+    server.stop();
+}
+
 crate::on_both_backends!(
+    a_key_has_few_heavy_reads_at_once_and_its_last_use_is_kept,
     failed_authentications_cannot_flood_the_meta_log,
     tls_serves_https_and_keys_still_apply,
     every_route_answers_each_role_as_documented,

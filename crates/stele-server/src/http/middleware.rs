@@ -79,18 +79,9 @@ pub async fn guard(
         .and_then(|v| v.to_str().ok());
     let key = match ring.authenticate(header, access::now()) {
         Ok(key) => key,
+        // Not meta-audited: a client over its rate would otherwise fill the log.
         Err(Refusal::Limited(wait)) => {
-            // Not meta-audited: a client over its rate would otherwise fill the log.
-            let mut response = problem_response(Problem::new(
-                ErrorCode::RateLimited,
-                "too many requests with this API key",
-            ));
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&seconds.to_string()).expect("digits"),
-            );
-            return response;
+            return limited("too many requests with this API key", wait);
         }
         Err(Refusal::Denied(denied)) => {
             let claimed = KeyRing::claimed_id(header);
@@ -116,7 +107,21 @@ pub async fn guard(
         }
     }
     request.extensions_mut().insert(Caller::Key(key.clone()));
+    let permit = if routes::is_heavy(route) {
+        match ring.start_read(&key.id) {
+            Some(permit) => Some(permit),
+            None => {
+                return limited(
+                    "this API key has too many listings or traces in progress",
+                    std::time::Duration::from_secs(1),
+                );
+            }
+        }
+    } else {
+        None
+    };
     let response = run_within(&state, route, request, next).await;
+    drop(permit);
     let status = response.status();
     let refused = matches!(status.as_u16(), 401 | 403);
     if !(route.audited || refused) {
@@ -141,6 +146,17 @@ pub async fn guard(
         }
         Err(_) => response,
     }
+}
+
+/// 429 `rate_limited`, with `Retry-After` in whole seconds (at least 1).
+fn limited(detail: &str, wait: std::time::Duration) -> Response {
+    let mut response = problem_response(Problem::new(ErrorCode::RateLimited, detail));
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&seconds.to_string()).expect("digits"),
+    );
+    response
 }
 
 /// Runs the handler; a read or administrative request gets `http.request_timeout_ms` to
