@@ -351,4 +351,21 @@ mod tests {
         c.ingest.queue_events = 0;
         assert!(c.validate().is_err());
     }
+
+    #[test]
+    fn serving_without_keys_is_for_loopback_only() {
+        let mut c = Config::default();
+        c.auth.insecure_no_auth = true;
+        assert!(c.validate().is_ok());
+        for open in ["0.0.0.0:7700", "192.0.2.7:7700", "[::]:7700"] {
+            c.listen = open.parse().unwrap();
+            let refused = c.validate().unwrap_err().to_string();
+            assert!(refused.contains("loopback"), "{open}: {refused}");
+        }
+        c.listen = "[::1]:7700".parse().unwrap();
+        assert!(c.validate().is_ok());
+        let mut c = Config::default();
+        c.http.tls_cert = Some("cert.pem".into());
+        assert!(c.validate().is_err(), "a certificate without its key");
+    }
 }
