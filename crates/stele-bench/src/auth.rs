@@ -3,15 +3,13 @@
 //! same run, interleaved, each on a fresh store.
 
 use crate::Common;
-use crate::ingest::{drive_as, server_config};
+use crate::ingest::{drive_as, server_config, single_event_bodies};
 use crate::report::Report;
 use crate::server;
 use anyhow::{Context, ensure};
 use clap::Args;
-use std::sync::Arc;
 use std::time::Duration;
 use stele_testkit::Server;
-use stele_testkit::events::Generator;
 
 #[derive(Args, Debug)]
 pub struct AuthArgs {
@@ -40,13 +38,7 @@ pub async fn run(args: AuthArgs) -> anyhow::Result<Report> {
         args.common.database_url.is_none(),
         "this scenario runs on SQLite"
     );
-    let mut generator = Generator::new(args.common.seed, args.common.trace_permille);
-    let bodies: Vec<Vec<u8>> = generator
-        .batch(args.events)
-        .iter()
-        .map(serde_json::to_vec)
-        .collect::<Result<_, _>>()?;
-    let bodies = Arc::new(bodies);
+    let bodies = single_event_bodies(&args.common, args.events)?;
     let config = server_config(None, 1, args.connections);
     let (mut open, mut secured) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..args.rounds {

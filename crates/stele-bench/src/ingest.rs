@@ -382,15 +382,20 @@ fn start_parse_only() -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()
     Ok((url, stop_tx))
 }
 
-pub async fn single(args: SingleArgs) -> anyhow::Result<Report> {
-    ensure!(args.events > 0 && args.connections > 0, "nothing to send");
-    let mut generator = Generator::new(args.common.seed, args.common.trace_permille);
+/// `n` generated events, each serialized as the body of a request of its own.
+pub fn single_event_bodies(common: &Common, n: usize) -> anyhow::Result<Arc<Vec<Vec<u8>>>> {
+    let mut generator = Generator::new(common.seed, common.trace_permille);
     let bodies: Vec<Vec<u8>> = generator
-        .batch(args.events)
+        .batch(n)
         .iter()
         .map(serde_json::to_vec)
         .collect::<Result<_, _>>()?;
-    let bodies = Arc::new(bodies);
+    Ok(Arc::new(bodies))
+}
+
+pub async fn single(args: SingleArgs) -> anyhow::Result<Report> {
+    ensure!(args.events > 0 && args.connections > 0, "nothing to send");
+    let bodies = single_event_bodies(&args.common, args.events)?;
 
     let (baseline_url, stop) = start_parse_only()?;
     let (baseline, _) = drive(&baseline_url, bodies.clone(), args.connections).await?;

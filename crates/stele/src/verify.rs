@@ -55,14 +55,7 @@ pub fn verify_store(
     let mut rest = heads.as_slice();
     while let Some(head) = rest.first() {
         if head.size >= READ_BATCH as u64 {
-            let log = Log {
-                store,
-                key,
-                tenant: &head.tenant,
-                recorded_size: head.size,
-                bar: &bar,
-            };
-            log.verify(Rows::Store, problems, summary)?;
+            Log::of(store, key, head, &bar).verify(Rows::Store, problems, summary)?;
             summary.logs += 1;
             rest = &rest[1..];
             continue;
@@ -88,14 +81,7 @@ pub fn verify_store(
             .into_par_iter()
             .map(|(head, rows)| {
                 let (mut found, mut counted) = (Problems::default(), Summary::default());
-                let log = Log {
-                    store,
-                    key,
-                    tenant: &head.tenant,
-                    recorded_size: head.size,
-                    bar: &bar,
-                };
-                log.verify(rows, &mut found, &mut counted)?;
+                Log::of(store, key, head, &bar).verify(rows, &mut found, &mut counted)?;
                 anyhow::Ok((found, counted))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -182,7 +168,22 @@ struct Signed {
     place: String,
 }
 
-impl Log<'_> {
+impl<'a> Log<'a> {
+    fn of(
+        store: &'a dyn LogStore,
+        key: &'a VerifierKey,
+        head: &'a LogHead,
+        bar: &'a ProgressBar,
+    ) -> Log<'a> {
+        Log {
+            store,
+            key,
+            tenant: &head.tenant,
+            recorded_size: head.size,
+            bar,
+        }
+    }
+
     fn verify(
         &self,
         rows: Rows,

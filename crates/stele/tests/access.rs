@@ -55,6 +55,11 @@ async fn call(
     }
 }
 
+/// The status of a GET without a key.
+async fn anonymous(server: &Server, path: &str) -> u16 {
+    call(server, None, Method::GET, path, None).await.status
+}
+
 async fn get_as(server: &Server, key: &str, path: &str) -> Answer {
     call(server, Some(key), Method::GET, path, None).await
 }
@@ -668,24 +673,9 @@ async fn the_bootstrap_key_is_written_once_and_never_logged(backend: Backend) {
         1
     );
     // Public routes need no key; the others answer nothing without one.
-    assert_eq!(
-        call(&server, None, Method::GET, "/health/live", None)
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        call(&server, None, Method::GET, "/openapi.json", None)
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        call(&server, None, Method::GET, "/v1/logs", None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(anonymous(&server, "/health/live").await, 200);
+    assert_eq!(anonymous(&server, "/openapi.json").await, 200);
+    assert_eq!(anonymous(&server, "/v1/logs").await, 401);
     server.stop();
 }
 
@@ -694,42 +684,13 @@ async fn public_proofs_need_no_key(backend: Backend) {
     let config = format!("{CONFIG}[auth]\npublic_proofs = [\"acme\"]\n");
     let (server, admin) = start_secured(&backend, dir.path(), Some(&config));
     populate(&server, &admin).await;
+    assert_eq!(anonymous(&server, "/v1/logs/acme/checkpoint").await, 200);
     assert_eq!(
-        call(&server, None, Method::GET, "/v1/logs/acme/checkpoint", None)
-            .await
-            .status,
+        anonymous(&server, "/v1/logs/acme/tile/0/000.p/2").await,
         200
     );
-    assert_eq!(
-        call(
-            &server,
-            None,
-            Method::GET,
-            "/v1/logs/acme/tile/0/000.p/2",
-            None
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        call(
-            &server,
-            None,
-            Method::GET,
-            "/v1/logs/globex/checkpoint",
-            None
-        )
-        .await
-        .status,
-        401
-    );
-    assert_eq!(
-        call(&server, None, Method::GET, "/v1/events?tenant=acme", None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(anonymous(&server, "/v1/logs/globex/checkpoint").await, 401);
+    assert_eq!(anonymous(&server, "/v1/events?tenant=acme").await, 401);
     server.stop();
 }
 
