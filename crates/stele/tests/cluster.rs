@@ -534,3 +534,87 @@ async fn a_revocation_reaches_every_node_within_a_second() {
     b.stop();
     a.stop();
 }
+
+/// A read whose meta-audit record cannot be written is not answered: here the runtime
+/// role loses the right to append, so reads still work in the database but not through
+/// Stele.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_cannot_be_recorded_is_not_answered() {
+    let Some(schema) = schema().await else { return };
+    let owner = format!("{}_owner", schema.name);
+    let app = format!("{}_app", schema.name);
+    schema.admin_execute(&format!(
+        "CREATE ROLE {owner} LOGIN; ALTER SCHEMA {s} OWNER TO {owner};
+         CREATE ROLE {app} LOGIN; GRANT USAGE ON SCHEMA {s} TO {app};",
+        s = schema.name
+    ));
+    let out = Command::new(BIN)
+        .args(["migrate", "--database-url", &schema.url_as(&owner)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The grants the README gives the runtime role.
+    schema.admin_execute(&format!(
+        "SET ROLE {owner};
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO {app};
+         GRANT UPDATE ON {s}.logs TO {app};
+         GRANT DELETE ON {s}.tiles TO {app};
+         GRANT UPDATE ON {s}.records TO {app};
+         RESET ROLE;",
+        s = schema.name
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_secured(dir.path(), Some(&node_config(&schema.url_as(&app), None)));
+    let admin = server.admin_key.clone().unwrap();
+    let http = client();
+    let read = || {
+        let (http, url, admin) = (http.clone(), server.endpoint("/v1/events"), admin.clone());
+        async move {
+            let response = http.get(url).bearer_auth(admin).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let sent = http
+        .post(server.endpoint("/v1/events"))
+        .bearer_auth(&admin)
+        .json(&json!([{ "action": "user.login" }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    let (status, page) = read().await;
+    assert_eq!(status, 200, "{page}");
+    // Keys made and revoked by the runtime role work with the README's grants.
+    let made: Value = http
+        .post(server.endpoint("/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "r", "role": "reader", "scope": "all"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["record"]["id"].as_str().unwrap();
+    let revoked = http
+        .delete(server.endpoint(&format!("/v1/keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+
+    schema.admin_execute(&format!(
+        "REVOKE INSERT ON {s}.events FROM {app};",
+        s = schema.name
+    ));
+    let (status, answer) = read().await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.get("events").is_none(), "{answer}");
+    server.kill();
+}
