@@ -31,10 +31,19 @@ fn terms_combine_with_and_or_not_and_parentheses() {
     assert_eq!(
         parse("a AND (b OR -c)").unwrap(),
         Query::And(vec![
-            Query::Text { words: vec!["a".into()], prefix: false },
+            Query::Text {
+                words: vec!["a".into()],
+                prefix: false
+            },
             Query::Or(vec![
-                Query::Text { words: vec!["b".into()], prefix: false },
-                Query::Not(Box::new(Query::Text { words: vec!["c".into()], prefix: false })),
+                Query::Text {
+                    words: vec!["b".into()],
+                    prefix: false
+                },
+                Query::Not(Box::new(Query::Text {
+                    words: vec!["c".into()],
+                    prefix: false
+                })),
             ]),
         ])
     );
@@ -45,7 +54,10 @@ fn terms_combine_with_and_or_not_and_parentheses() {
 fn values_are_typed_by_their_field() {
     assert_eq!(
         parse("duration_ms:>500").unwrap(),
-        Query::Field(Field::DurationMs, Match::Compare(Compare::Gt, Value::Number(500.0)))
+        Query::Field(
+            Field::DurationMs,
+            Match::Compare(Compare::Gt, Value::Number(500.0))
+        )
     );
     assert_eq!(
         parse("action:user.*").unwrap(),
@@ -67,7 +79,10 @@ fn values_are_typed_by_their_field() {
         parse("details.risk.score:[0.5 TO *]").unwrap(),
         Query::Field(
             Field::Details(vec!["risk".into(), "score".into()]),
-            Match::Range { from: Some((Value::Number(0.5), true)), to: None }
+            Match::Range {
+                from: Some((Value::Number(0.5), true)),
+                to: None
+            }
         )
     );
     assert_eq!(
@@ -76,7 +91,10 @@ fn values_are_typed_by_their_field() {
     );
     assert_eq!(
         parse("\"Connection Refused\"").unwrap(),
-        Query::Text { words: vec!["connection".into(), "refused".into()], prefix: false }
+        Query::Text {
+            words: vec!["connection".into(), "refused".into()],
+            prefix: false
+        }
     );
 }
 
@@ -94,7 +112,11 @@ fn errors_name_the_column() {
     assert_eq!(column("x \"open"), 3);
     assert_eq!(column("occurred_at:yesterday"), 13);
     let e = parse("outcome:fail").unwrap_err();
-    assert!(e.to_string().starts_with("column 9: `outcome` takes one of success, failure"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("column 9: `outcome` takes one of success, failure"),
+        "{e}"
+    );
     assert!(parse(&"(".repeat(40)).is_err());
     assert!(parse(&"a ".repeat(3000)).is_err());
 }
