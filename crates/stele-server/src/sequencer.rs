@@ -43,9 +43,15 @@ pub struct Sequencer {
     jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     capacity: usize,
+    /// Room for Stele's own events (the meta-audit) apart from clients' ingest, so that a
+    /// full ingest queue does not refuse reads whose record must be written.
+    own: Arc<Semaphore>,
     healthy: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
+
+/// Stele's own events that may wait for the writer at once.
+const OWN_EVENTS: usize = 4_096;
 
 impl Sequencer {
     /// Starts the writer thread. `after_commit` runs after every successful commit.
@@ -117,6 +123,7 @@ impl Sequencer {
             jobs,
             permits,
             capacity: queue_events,
+            own: Arc::new(Semaphore::new(OWN_EVENTS)),
             healthy,
             thread: std::sync::Mutex::new(Some(thread)),
         })
@@ -124,12 +131,25 @@ impl Sequencer {
 
     /// Queues `events` and waits until they are durably stored.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, SubmitError> {
+        self.submit_within(&self.permits, events).await
+    }
+
+    /// As [`Sequencer::submit`], for events Stele writes itself: they wait in a queue of
+    /// their own (`OWN_EVENTS`), not behind clients' ingest.
+    pub async fn submit_own(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, SubmitError> {
+        self.submit_within(&self.own, events).await
+    }
+
+    async fn submit_within(
+        &self,
+        permits: &Arc<Semaphore>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, SubmitError> {
         let overloaded = || SubmitError::Overloaded {
             queued: self.queued(),
         };
         let n = u32::try_from(events.len()).map_err(|_| overloaded())?;
-        let permit = self
-            .permits
+        let permit = permits
             .clone()
             .try_acquire_many_owned(n)
             .map_err(|e| match e {
@@ -167,6 +187,7 @@ impl Sequencer {
     /// Commits everything queued so far, then stops the writer. Later submissions fail.
     pub fn shutdown(&self) {
         self.permits.close();
+        self.own.close();
         let _ = self.jobs.send(Job::Stop);
         let thread = self.thread.lock().expect("writer handle poisoned").take();
         if let Some(thread) = thread

@@ -618,3 +618,89 @@ async fn a_read_that_cannot_be_recorded_is_not_answered() {
     assert!(answer.get("events").is_none(), "{answer}");
     server.kill();
 }
+
+/// A full ingest queue does not refuse reads: their meta-audit records wait in a queue of
+/// their own. Here the writer is held up by a lock on the log's row, with the one-event
+/// ingest queue full behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_recorded_while_the_ingest_queue_is_full() {
+    let Some(schema) = schema().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[ingest]\nqueue_events = 1\nmax_events_per_request = 1\n",
+        node_config(&schema.url, None)
+    );
+    let server = Server::start_secured(dir.path(), Some(&config));
+    let admin = server.admin_key.clone().unwrap();
+    let http = client();
+    let post = |http: reqwest::Client| {
+        let (url, admin) = (server.endpoint("/v1/events"), admin.clone());
+        async move {
+            http.post(url)
+                .bearer_auth(admin)
+                .json(&json!([{ "action": "user.login" }]))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(http.clone()).await, 201);
+
+    // Another session locks the log's row: the writer's next batch waits for it.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let url = schema.url.clone();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT 1 FROM logs WHERE tenant = 'default' FOR UPDATE",
+            &[],
+        )
+        .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        tx.commit().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    // Posts until one is refused: the one before it waits in the full queue behind the
+    // writer (whichever of them got there first).
+    let mut waiting = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut posted = tokio::spawn(post(http.clone()));
+        match tokio::time::timeout(Duration::from_millis(500), &mut posted).await {
+            Ok(status) => match status.unwrap() {
+                503 => break,
+                other => assert_eq!(other, 201, "before the queue filled"),
+            },
+            Err(_) => waiting.push(posted),
+        }
+        assert!(Instant::now() < deadline, "the ingest queue never filled");
+    }
+    assert!(!waiting.is_empty(), "refused with nothing waiting");
+    // A read is recorded behind the writer, not refused with the ingest.
+    let read = {
+        let (http, url, admin) = (http.clone(), server.endpoint("/v1/logs"), admin.clone());
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!read.is_finished(), "the read did not wait for its record");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(read.await.unwrap(), 200);
+    for posted in waiting {
+        assert_eq!(posted.await.unwrap(), 201);
+    }
+    server.stop();
+}

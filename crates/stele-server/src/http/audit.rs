@@ -145,7 +145,7 @@ impl Attempt {
         };
         let prepared = prepare_reserved(event, &defaults, &Limits::default(), Uuid::now_v7)
             .map_err(ApiError::internal)?;
-        state.sequencer.submit(vec![prepared.into()]).await?;
+        state.sequencer.submit_own(vec![prepared.into()]).await?;
         metrics::counter!("stele_meta_audit_events_total", "outcome" => outcome).increment(1);
         Ok(())
     }

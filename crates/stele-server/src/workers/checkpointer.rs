@@ -186,6 +186,9 @@ impl Checkpointer {
         if self.dirty.is_empty() {
             self.grown.clear();
         }
+        // In tenant order: storing a checkpoint touches its log's row, and every writer
+        // (the appends of other nodes too) takes log rows in that order, or deadlocks.
+        due.sort_unstable();
         due
     }
 

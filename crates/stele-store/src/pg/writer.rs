@@ -503,6 +503,9 @@ impl LogWriter for PgWriter {
             };
             resolved.push((state.log_id, cp));
         }
+        // A checkpoint row takes a key-share lock on its log's row: take them in tenant
+        // order, as appends (of this node and others) do, so that the two never deadlock.
+        resolved.sort_by(|a, b| a.1.tenant.cmp(&b.1.tenant));
         self.run(|w| {
             let mut tx: Transaction<'_> = w.client()?.transaction()?;
             for (log_id, cp) in &resolved {
