@@ -68,15 +68,29 @@ pub fn load_keys(meta: &dyn MetaStore) -> anyhow::Result<Vec<KeyRecord>> {
         .collect()
 }
 
+/// A use record's time.
+fn last_used(json: &str) -> Option<Timestamp> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Timestamp::parse(v["last_used_at"].as_str()?).ok()
+}
+
+/// Key `id` as listed, with its last use; `None` if there is no such key.
+pub fn key_view(meta: &dyn MetaStore, id: &str) -> anyhow::Result<Option<KeyView>> {
+    let Some(json) = meta.record(KEY_RECORDS, id)? else {
+        return Ok(None);
+    };
+    let record: KeyRecord = serde_json::from_str(&json)
+        .with_context(|| format!("stored API key {id} is unreadable"))?;
+    let used = meta.record(USE_RECORDS, id)?.as_deref().and_then(last_used);
+    Ok(Some(KeyView::of(&record, used)))
+}
+
 /// Keys as listed, with their last use.
 pub fn list_keys(meta: &dyn MetaStore) -> anyhow::Result<Vec<KeyView>> {
     let used: HashMap<String, Timestamp> = meta
         .records(USE_RECORDS)?
         .into_iter()
-        .filter_map(|(id, json)| {
-            let v: serde_json::Value = serde_json::from_str(&json).ok()?;
-            Some((id, Timestamp::parse(v["last_used_at"].as_str()?).ok()?))
-        })
+        .filter_map(|(id, json)| Some((id, last_used(&json)?)))
         .collect();
     Ok(load_keys(meta)?
         .iter()

@@ -30,6 +30,38 @@ fn node_config(url: &str, key: Option<&std::path::Path>) -> String {
     config
 }
 
+/// Makes the schema's owner role (which migrates) and a runtime role with the README's
+/// grants; answers (the runtime role's name, its URL).
+fn runtime_role(schema: &PgSchema) -> (String, String) {
+    let owner = format!("{}_owner", schema.name);
+    let app = format!("{}_app", schema.name);
+    schema.admin_execute(&format!(
+        "CREATE ROLE {owner} LOGIN; ALTER SCHEMA {s} OWNER TO {owner};
+         CREATE ROLE {app} LOGIN; GRANT USAGE ON SCHEMA {s} TO {app};",
+        s = schema.name
+    ));
+    let out = Command::new(BIN)
+        .args(["migrate", "--database-url", &schema.url_as(&owner)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    schema.admin_execute(&format!(
+        "SET ROLE {owner};
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO {app};
+         GRANT UPDATE ON {s}.logs TO {app};
+         GRANT DELETE ON {s}.tiles TO {app};
+         GRANT UPDATE ON {s}.records TO {app};
+         RESET ROLE;",
+        s = schema.name
+    ));
+    let url = schema.url_as(&app);
+    (app, url)
+}
+
 /// Posts batches of events with client-chosen ids until `stop`; records what was
 /// acknowledged, and counts the answers that were not.
 async fn client_loop(
@@ -281,33 +313,9 @@ async fn ingest_survives_the_database_going_away() {
         return;
     };
     // The schema's owner migrates; the server runs as a role that may only add and read.
-    let owner = format!("{}_owner", schema.name);
-    let app = format!("{}_app", schema.name);
-    schema.admin_execute(&format!(
-        "CREATE ROLE {owner} LOGIN; ALTER SCHEMA {s} OWNER TO {owner};
-         CREATE ROLE {app} LOGIN; GRANT USAGE ON SCHEMA {s} TO {app};",
-        s = schema.name
-    ));
-    let out = Command::new(BIN)
-        .args(["migrate", "--database-url", &schema.url_as(&owner)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    schema.admin_execute(&format!(
-        "SET ROLE {owner};
-         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO {app};
-         GRANT UPDATE ON {s}.logs TO {app};
-         GRANT DELETE ON {s}.tiles TO {app};
-         RESET ROLE;",
-        s = schema.name
-    ));
+    let (app, app_url) = runtime_role(&schema);
     // Partitions are made ahead by the migration owner here; the app may not create tables.
     let dir = tempfile::tempdir().unwrap();
-    let app_url = schema.url_as(&app);
     let server = Server::start(dir.path(), Some(&node_config(&app_url, None)));
 
     // The runtime role cannot rewrite history.
@@ -541,34 +549,10 @@ async fn a_revocation_reaches_every_node_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_that_cannot_be_recorded_is_not_answered() {
     let Some(schema) = schema().await else { return };
-    let owner = format!("{}_owner", schema.name);
-    let app = format!("{}_app", schema.name);
-    schema.admin_execute(&format!(
-        "CREATE ROLE {owner} LOGIN; ALTER SCHEMA {s} OWNER TO {owner};
-         CREATE ROLE {app} LOGIN; GRANT USAGE ON SCHEMA {s} TO {app};",
-        s = schema.name
-    ));
-    let out = Command::new(BIN)
-        .args(["migrate", "--database-url", &schema.url_as(&owner)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The grants the README gives the runtime role.
-    schema.admin_execute(&format!(
-        "SET ROLE {owner};
-         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {s} TO {app};
-         GRANT UPDATE ON {s}.logs TO {app};
-         GRANT DELETE ON {s}.tiles TO {app};
-         GRANT UPDATE ON {s}.records TO {app};
-         RESET ROLE;",
-        s = schema.name
-    ));
+    let (app, app_url) = runtime_role(&schema);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_secured(dir.path(), Some(&node_config(&schema.url_as(&app), None)));
+    let server = Server::start_secured(dir.path(), Some(&node_config(&app_url, None)));
     let admin = server.admin_key.clone().unwrap();
     let http = client();
     let read = || {

@@ -20,10 +20,8 @@ fn no_key(id: &str) -> ApiError {
 }
 
 fn view(state: &AppState, id: &str) -> Result<KeyView, ApiError> {
-    access::list_keys(state.store.meta())
+    access::key_view(state.store.meta(), id)
         .map_err(ApiError::internal)?
-        .into_iter()
-        .find(|k| k.id == id)
         .ok_or_else(|| no_key(id))
 }
 

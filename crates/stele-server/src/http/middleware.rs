@@ -162,7 +162,7 @@ fn limited(detail: &str, wait: std::time::Duration) -> Response {
 /// Runs the handler; a read or administrative request gets `http.request_timeout_ms` to
 /// answer (ingest is bounded by its body-read timeout and the queue instead).
 async fn run_within(state: &AppState, route: &Route, request: Request, next: Next) -> Response {
-    if route.method == "POST" && route.path == "/v1/events" {
+    if route.access == Access::Key(stele_auth::Permission::Ingest) {
         return next.run(request).await;
     }
     let limit = std::time::Duration::from_millis(state.config.http.request_timeout_ms);
